@@ -1,0 +1,12 @@
+"""ifa-mmseg: IFA cross-domain few-shot segmentation for MMSegmentation 1.x.
+
+Importing the package installs the compatibility layer (mmcv-lite shim, safe
+checkpoint loading) before any mmseg submodule, then registers every component.
+"""
+from . import compat
+
+HAS_MMCV_OPS = compat.install()
+
+from . import models  # noqa: E402,F401
+
+__version__ = '0.1.0'

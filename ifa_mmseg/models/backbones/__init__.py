@@ -1,0 +1,3 @@
+from .ifa_resnet import BottleneckNoOutReLU, IFAResNet
+
+__all__ = ['BottleneckNoOutReLU', 'IFAResNet']

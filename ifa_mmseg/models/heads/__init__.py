@@ -1,0 +1,3 @@
+from .ifa_head import IFAHead
+
+__all__ = ['IFAHead']

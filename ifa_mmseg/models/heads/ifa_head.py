@@ -1,0 +1,242 @@
+"""IFA head: SSP prototypes, bidirectional few-shot prediction (BFP), iterations."""
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmseg.registry import MODELS
+from torch import Tensor
+
+from .prototypes import cosine_logits, masked_average_pooling, self_support_prototypes
+
+QUERY_KEYS = ('q_refine', 'q1', 'q_self')
+SUPPORT_KEYS = ('s_self', )
+
+# IFA fine-tuning loss (official ifa.py); source training zeroes the iteration 2/3 terms.
+IFA_LOSS_WEIGHTS = dict(q_refine=1.0, q1=1.0, q_self=1.0, s_self=0.2, s1=0.4, q2=0.1, s2=0.1, q3=0.1, s3=0.1)
+
+
+@MODELS.register_module()
+class IFAHead(BaseModule):
+    """Parameter-free head of IFA (CVPR 2024) on top of SSP (ECCV 2022).
+
+    Iteration 1 predicts the query from the support prototypes, refines them with
+    the query's own confident pixels (SSP), optionally refines once more, then
+    predicts each support image from the query-updated prototypes (the backward
+    direction of BFP). Iterations 2.. restart from the support-side prototypes.
+    Only the query side of iteration 1 is needed at inference.
+
+    Output keys (logits [*, 2, H, W], channel 1 foreground): query rows ``q_refine``,
+    ``q1``, ``q_self``, ``q2``, ``q3`` ([B, ...]); support rows ``s_self``, ``s1``,
+    ``s2``, ``s3`` ([K*B, ...], shot-major: row ``k*B + b``).
+
+    Args:
+        scale: cosine logit scale.
+        fg_thresh, bg_thresh: SSP probability thresholds.
+        topk: SSP fallback selection size.
+        local_temperature: softmax multiplier of the per-pixel background prototypes.
+        map_eps: masked-average-pooling eps.
+        fg_mix: weights of (input prototype, SSP foreground) in the updated foreground.
+        bg_mix: weights of (global, per-pixel) SSP background in the updated background.
+        refine: run the refinement step of iteration 1 (``q_refine``).
+        refine_mix: weights of (input, first update, second update) prototypes in the refinement.
+        refine_logit_mix: weights of (refined, first) logits in ``q_refine``.
+        num_iterations: BFP iterations available for training.
+        loss_weights: weight per output key; outputs and iterations that no nonzero
+            weight needs are not computed.
+        support_order: ``'correct'`` pairs support rows with their own episode;
+            ``'official'`` reproduces the official K>1 training order (prototypes
+            repeated episode-major against shot-major support rows, spec B1).
+        ignore_index: label ignored by the cross-entropy.
+        align_corners: of the bilinear upsampling to the image size.
+    """
+
+    def __init__(self,
+                 scale: float = 10.0,
+                 fg_thresh: float = 0.7,
+                 bg_thresh: float = 0.6,
+                 topk: int = 12,
+                 local_temperature: float = 2.0,
+                 map_eps: float = 1e-5,
+                 fg_mix: Sequence[float] = (0.5, 0.5),
+                 bg_mix: Sequence[float] = (0.3, 0.7),
+                 refine: bool = True,
+                 refine_mix: Sequence[float] = (0.5, 0.2, 0.3),
+                 refine_logit_mix: Sequence[float] = (0.7, 0.3),
+                 num_iterations: int = 3,
+                 loss_weights: Optional[Dict[str, float]] = None,
+                 support_order: str = 'correct',
+                 ignore_index: int = 255,
+                 align_corners: bool = True,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg)
+        if support_order not in ('correct', 'official'):
+            raise ValueError(f"support_order must be 'correct' or 'official', got {support_order!r}")
+        self.scale = scale
+        self.ssp_cfg = dict(fg_thresh=fg_thresh, bg_thresh=bg_thresh, topk=topk, temperature=local_temperature)
+        self.map_eps = map_eps
+        self.fg_mix, self.bg_mix = tuple(fg_mix), tuple(bg_mix)
+        self.refine = refine
+        self.refine_mix, self.refine_logit_mix = tuple(refine_mix), tuple(refine_logit_mix)
+        self.num_iterations = num_iterations
+        self.support_order = support_order
+        self.ignore_index = ignore_index
+        self.align_corners = align_corners
+        self.output_keys = self._all_keys(refine, num_iterations)
+        self.loss_weights = dict(IFA_LOSS_WEIGHTS if loss_weights is None else loss_weights)
+        unknown = set(self.loss_weights) - set(self.output_keys)
+        if unknown:
+            raise ValueError(f'loss_weights has keys {sorted(unknown)} that this head does not produce; '
+                             f'valid keys: {self.output_keys}')
+
+    @staticmethod
+    def _all_keys(refine: bool, num_iterations: int) -> Tuple[str, ...]:
+        keys = (['q_refine'] if refine else []) + ['q1', 'q_self', 's_self', 's1']
+        for i in range(2, num_iterations + 1):
+            keys += [f'q{i}', f's{i}']
+        return tuple(keys)
+
+    def _needs(self, key: str) -> bool:
+        return self.loss_weights.get(key, 0) != 0
+
+    def _train_iterations(self) -> int:
+        """The last iteration whose outputs carry a loss weight (at least 1)."""
+        last = 1
+        for i in range(2, self.num_iterations + 1):
+            if self._needs(f'q{i}') or self._needs(f's{i}'):
+                last = i
+        return last
+
+    # ------------------------------------------------------------------ support rows
+    def _to_support_rows(self, x: Tensor, shot: int) -> Tensor:
+        """[B, ...] per-episode tensor -> [K*B, ...] aligned with the support rows."""
+        if shot == 1:
+            return x
+        if self.support_order == 'official':
+            return x.repeat_interleave(shot, dim=0)
+        return x.repeat(shot, *([1] * (x.dim() - 1)))
+
+    def _from_support_rows(self, x: Tensor, shot: int) -> Tensor:
+        """[K*B, ...] support-row tensor -> [B, ...] mean over each episode's shots."""
+        if shot == 1:
+            return x
+        if self.support_order == 'official':
+            return x.unflatten(0, (-1, shot)).mean(1)
+        return x.unflatten(0, (shot, -1)).mean(0)
+
+    # ------------------------------------------------------------------ one BFP iteration
+    def _ssp(self, feat: Tensor, logits: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        return self_support_prototypes(feat, logits, **self.ssp_cfg)
+
+    def _update(self, fp: Tensor, feat: Tensor, logits: Tensor) -> Tuple[Tensor, Tensor]:
+        """Mix ``fp`` with the SSP foreground; background purely from SSP."""
+        ssfp, ssbp, asbp = self._ssp(feat, logits)
+        return fp * self.fg_mix[0] + ssfp * self.fg_mix[1], ssbp * self.bg_mix[0] + asbp * self.bg_mix[1]
+
+    def bfp_iteration(self, fp: Tensor, bp: Tensor, feat_q: Tensor, feat_s: Optional[Tensor],
+                      refine: bool) -> Dict[str, Tensor]:
+        """One BFP iteration at feature resolution.
+
+        Args:
+            fp: [B, C, 1, 1] foreground prototype.
+            bp: [B, C, 1, 1] or [B, C, h, w] background prototype.
+            feat_q: [B, C, h, w] query features.
+            feat_s: [K*B, C, h, w] shot-major support features, or None to skip the
+                support direction.
+            refine: also compute the refined query logits.
+
+        Returns:
+            ``q`` [B, 2, h, w], ``q_refine`` (if refine), and with ``feat_s``: ``s``
+            [K*B, 2, h, w] plus the support-side prototypes ``fp``, ``bp`` ([B, ...])
+            for the next iteration.
+        """
+        out: Dict[str, Tensor] = {}
+        fp1, bp1 = self._update(fp, feat_q, cosine_logits(feat_q, fp, bp, self.scale))
+        out['q'] = q1 = cosine_logits(feat_q, fp1, bp1, self.scale)
+        if refine:
+            fp2, bp2 = self._update(fp, feat_q, q1)
+            a, b, c = self.refine_mix
+            fp2 = fp * a + fp1 * b + fp2 * c
+            bp2 = bp * a + bp1 * b + bp2 * c
+            out['q_refine'] = (cosine_logits(feat_q, fp2, bp2, self.scale) * self.refine_logit_mix[0]
+                               + q1 * self.refine_logit_mix[1])
+        if feat_s is not None:
+            shot = feat_s.shape[0] // feat_q.shape[0]
+            fp_s, bp_s = self._update(
+                self._to_support_rows(fp, shot), feat_s,
+                cosine_logits(feat_s, self._to_support_rows(fp1, shot), self._to_support_rows(bp1, shot),
+                              self.scale))
+            out['s'] = cosine_logits(feat_s, fp_s, bp_s, self.scale)
+            out['fp'] = self._from_support_rows(fp_s, shot)
+            out['bp'] = self._from_support_rows(bp_s, shot)
+        return out
+
+    # ------------------------------------------------------------------ forward
+    def _self_logits(self, feat: Tensor, mask: Tensor) -> Tensor:
+        """Logits of ``feat`` against its own ground-truth prototypes."""
+        fg = masked_average_pooling(feat, (mask == 1).to(feat.dtype), self.map_eps)[..., None, None]
+        bg = masked_average_pooling(feat, (mask == 0).to(feat.dtype), self.map_eps)[..., None, None]
+        return cosine_logits(feat, fg, bg, self.scale)
+
+    def forward(self, feat_q: Tensor, feat_s: Tensor, support_masks: Tensor,
+                query_mask: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None,
+                training: bool = False) -> Dict[str, Tensor]:
+        """Few-shot logits for a batch of episodes.
+
+        Args:
+            feat_q: [B, C, h, w] query features.
+            feat_s: [K*B, C, h, w] support features, shot-major.
+            support_masks: [K*B, H, W] binary support masks, shot-major.
+            query_mask: [B, H, W] query labels, needed for ``q_self`` in training.
+            size: (H, W) of the returned logits; defaults to the mask size.
+            training: compute the training outputs (else only ``q_refine``/``q1``).
+
+        Returns:
+            Logits [*, 2, H, W] by output key.
+        """
+        size = tuple(support_masks.shape[-2:]) if size is None else size
+        b = feat_q.shape[0]
+        fg_k = masked_average_pooling(feat_s, (support_masks == 1).to(feat_s.dtype), self.map_eps)
+        bg_k = masked_average_pooling(feat_s, (support_masks == 0).to(feat_s.dtype), self.map_eps)
+        # K-shot fusion: unweighted mean of the per-shot prototypes
+        fp = fg_k.unflatten(0, (-1, b)).mean(0)[..., None, None]
+        bp = bg_k.unflatten(0, (-1, b)).mean(0)[..., None, None]
+
+        outs: Dict[str, Tensor] = {}
+        if not training:
+            it = self.bfp_iteration(fp, bp, feat_q, None, self.refine)
+            outs['q1'] = it['q']
+            if self.refine:
+                outs['q_refine'] = it['q_refine']
+        else:
+            last = self._train_iterations()
+            for i in range(1, last + 1):
+                with_support = i < last or self._needs(f's{i}')
+                it = self.bfp_iteration(fp, bp, feat_q, feat_s if with_support else None,
+                                        refine=self.refine and i == 1)
+                outs[f'q{i}'] = it['q']
+                if i == 1 and self.refine:
+                    outs['q_refine'] = it['q_refine']
+                if with_support:
+                    outs[f's{i}'] = it['s']
+                    fp, bp = it['fp'], it['bp']
+            if self._needs('s_self'):
+                outs['s_self'] = cosine_logits(feat_s, fg_k[..., None, None], bg_k[..., None, None], self.scale)
+            if self._needs('q_self'):
+                if query_mask is None:
+                    raise ValueError('IFAHead needs query_mask in training to compute q_self')
+                outs['q_self'] = self._self_logits(feat_q, query_mask)
+        return {k: F.interpolate(outs[k], size=size, mode='bilinear', align_corners=self.align_corners)
+                for k in self.output_keys if k in outs}
+
+    def loss(self, logits: Dict[str, Tensor], query_mask: Tensor, support_masks: Tensor) -> Dict[str, Tensor]:
+        """Weighted cross-entropy per output, one ``loss_<key>`` entry each.
+
+        Args:
+            logits: output of :meth:`forward` in training.
+            query_mask: [B, H, W] query labels.
+            support_masks: [K*B, H, W] shot-major support labels.
+        """
+        targets = dict(q=query_mask.long(), s=support_masks.long())
+        return {f'loss_{k}': w * F.cross_entropy(logits[k], targets[k[0]], ignore_index=self.ignore_index)
+                for k, w in self.loss_weights.items() if w != 0}

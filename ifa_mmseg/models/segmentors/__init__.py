@@ -1,0 +1,3 @@
+from .ifa_segmentor import IFASegmentor
+
+__all__ = ['IFASegmentor']

@@ -1,0 +1,11 @@
+from setuptools import find_packages, setup
+
+setup(
+    name='ifa-mmseg',
+    version='0.1.0',
+    description='IFA cross-domain few-shot segmentation (CVPR 2024) for MMSegmentation 1.x',
+    packages=find_packages(include=['ifa_mmseg', 'ifa_mmseg.*']),
+    python_requires='>=3.9',
+    # the tested, pinned stack is in requirements.txt
+    install_requires=['mmsegmentation>=1.2.2', 'mmengine>=0.10.7', 'torch>=2.0'],
+)

@@ -1,0 +1,47 @@
+"""Convert official SSP/IFA weights for ifa-mmseg.
+
+* a trained IFA checkpoint (``layer0.*`` keys) becomes a segmentor checkpoint
+  (``backbone.*`` keys) for ``load_from`` / ``tools/test.py``;
+* an ImageNet ``resnet50.pth`` / ``resnet101.pth`` of SSP/IFA (``conv1.*``, ``bn1.*``;
+  layer4 and fc are dropped) becomes a backbone checkpoint for
+  ``backbone.init_cfg=dict(type='Pretrained', checkpoint=...)``.
+
+Every backbone weight must be filled: unknown keys, shape mismatches and missing
+weights stop the conversion with a message naming the key.
+"""
+import argparse
+import os.path as osp
+import sys
+
+import torch
+
+import ifa_mmseg  # noqa: F401  (safe loading, registries)
+from ifa_mmseg.compat import safe_torch_load
+from ifa_mmseg.models import IFAResNet
+from ifa_mmseg.models.utils import ConversionError, convert_official, detect_format, infer_depth
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('src', help='official .pth file')
+    parser.add_argument('dst', help='output .pth file')
+    args = parser.parse_args()
+
+    state = safe_torch_load(args.src)
+    if isinstance(state, dict) and 'state_dict' in state:
+        state = state['state_dict']
+    try:
+        fmt = detect_format(state)
+        depth = infer_depth(state)
+        converted = convert_official(state, IFAResNet(depth=depth).state_dict())
+    except ConversionError as e:
+        sys.exit(f'{args.src}: {e}')
+    if fmt == 'trained':
+        converted = {f'backbone.{k}': v for k, v in converted.items()}
+    meta = dict(source=osp.basename(args.src), format=fmt, depth=depth)
+    torch.save(dict(state_dict=converted, meta=meta), args.dst)
+    print(f'{args.src} ({fmt}, ResNet-{depth}) -> {args.dst}: {len(converted)} tensors')
+
+
+if __name__ == '__main__':
+    main()
