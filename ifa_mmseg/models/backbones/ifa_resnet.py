@@ -70,6 +70,11 @@ class IFAResNet(ResNet):
             last_block = getattr(self, self.res_layers[-1])[-1]
             last_block.__class__ = BottleneckNoOutReLU
 
+    def train(self, mode: bool = True) -> 'IFAResNet':
+        # mmseg's ResNet.train returns None, which breaks ``model.eval()`` chaining
+        super().train(mode)
+        return self
+
     @torch.no_grad()
     def _frozen_forward(self, x: Tensor) -> Tensor:
         """Stem and frozen stages: no graph is built, as in the official code."""

@@ -1,0 +1,23 @@
+"""Models built from the repository's configs, with the recipe weights loaded."""
+import copy
+
+from mmengine import Config
+from mmseg.registry import MODELS
+
+from ifa_mmseg.models import convert_official
+
+from .official_recipe import imagenet_state_dict
+
+def r50_cfg(root: str, **head):
+    cfg = Config.fromfile(f'{root}/configs/_base_/models/ifa_r50.py')
+    model = copy.deepcopy(cfg.model)
+    model.backbone.init_cfg = None
+    for key, value in head.items():  # replace, not merge (loss_weights)
+        model.decode_head[key] = value
+    return model
+
+def build_r50(root: str, **head):
+    """The official IFA R-50 model with the recipe weights (via the converter)."""
+    model = MODELS.build(r50_cfg(root, **head))
+    model.backbone.load_state_dict(convert_official(imagenet_state_dict(50), model.backbone.state_dict()))
+    return model

@@ -1,0 +1,76 @@
+"""The head's pure functions against direct per-episode formulations."""
+import torch
+
+from ifa_mmseg.models.heads.prototypes import (cosine_logits, local_prototypes, masked_average_pooling,
+                                               select_confident, self_support_prototypes)
+
+
+def reference_ssp(feat, logits, fg_thresh=0.7, bg_thresh=0.6, topk=12, temperature=2.0):
+    """Per-episode loop written from the spec (§3), for comparison."""
+    fgs, bgs, locs = [], [], []
+    prob = logits.softmax(1).flatten(2)
+    for f, p in zip(feat.flatten(2), prob):
+        def pick(pr, thr):
+            idx = (pr > thr).nonzero()[:, 0]
+            return idx if len(idx) else pr.topk(topk).indices
+        fg, bg = f[:, pick(p[1], fg_thresh)], f[:, pick(p[0], bg_thresh)]
+        fn = f / f.norm(dim=0, keepdim=True)
+        att = (fn.t() @ (bg / bg.norm(dim=0, keepdim=True)) * temperature).softmax(-1)
+        fgs.append(fg.mean(1))
+        bgs.append(bg.mean(1))
+        locs.append((att @ bg.t()).t())
+    n, c, h, w = feat.shape
+    return (torch.stack(fgs)[..., None, None], torch.stack(bgs)[..., None, None],
+            torch.stack(locs).reshape(n, c, h, w))
+
+
+def test_masked_average_pooling():
+    feat = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    mask = torch.zeros(2, 9, 9, dtype=torch.float64)
+    mask[0, :5, :5] = 1  # align_corners=True: exactly the top-left 3x3 feature cells
+    proto = masked_average_pooling(feat, mask)
+    assert torch.allclose(proto[0], feat[0, :, :3, :3].mean((1, 2)), atol=1e-4)
+    assert torch.equal(proto[1], torch.zeros(4, dtype=torch.float64))  # empty mask -> zero prototype
+
+
+def test_cosine_logits_channels():
+    feat = torch.randn(1, 8, 3, 3)
+    out = cosine_logits(feat, feat, -feat, scale=10.0)
+    assert torch.allclose(out[:, 1], torch.full((1, 3, 3), 10.0))   # channel 1 = foreground
+    assert torch.allclose(out[:, 0], torch.full((1, 3, 3), -10.0))
+
+
+def test_select_confident_fallback():
+    prob = torch.tensor([[0.9, 0.1, 0.2, 0.3], [0.5, 0.1, 0.4, 0.6]])
+    sel = select_confident(prob, thresh=0.7, topk=2)
+    assert sel[0].tolist() == [True, False, False, False]
+    assert sel[1].tolist() == [True, False, False, True]  # no pixel above 0.7: top-2
+
+
+def test_self_support_matches_loop():
+    torch.manual_seed(0)
+    feat = torch.randn(3, 16, 6, 7, dtype=torch.float64)
+    logits = torch.randn(3, 2, 6, 7, dtype=torch.float64) * 3
+    logits[2] = torch.tensor([0.0, -5.0], dtype=torch.float64)[:, None, None]  # forces the fg fallback
+    ours = self_support_prototypes(feat, logits, 0.7, 0.6, 12, 2.0)
+    ref = reference_ssp(feat, logits)
+    for a, b in zip(ours, ref):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_local_prototypes_gradient():
+    feat = torch.randn(2, 8, 20, dtype=torch.float64, requires_grad=True)
+    sel = torch.rand(2, 20) > 0.5
+    sel[:, 0] = True
+    assert torch.autograd.gradcheck(lambda f: local_prototypes(f, sel, 2.0), (feat, ))
+
+
+def test_head_channels_from_features():
+    """No hard-coded 1024: any channel count works."""
+    from ifa_mmseg.models import IFAHead
+    head = IFAHead()
+    fq, fs = torch.randn(2, 48, 6, 6), torch.randn(2, 48, 6, 6)
+    masks = (torch.rand(2, 24, 24) > 0.5).float()
+    out = head(fq, fs, masks, query_mask=masks.long(), training=True)
+    assert out['q3'].shape == (2, 2, 24, 24) and out['s3'].shape == (2, 2, 24, 24)
+    assert not any(True for _ in head.parameters())  # parameter-free
