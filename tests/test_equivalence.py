@@ -10,7 +10,6 @@ from .helpers.official_recipe import make_episodes
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'official')
 RTOL = 1e-5
-SRC_WEIGHTS = dict(q_refine=1.0, q1=1.0, q_self=1.0, s_self=0.2, s1=0.4)
 
 
 def load_case(name):
@@ -75,11 +74,12 @@ def test_train_outputs_and_losses(models, case):
         assert losses[f'loss_{key}'].item() == pytest.approx(weight * float(fx[f'ce_{key}']), rel=RTOL)
 
 
-def test_source_loss(root, case='train_k1'):
+@pytest.mark.parametrize('case', ['train_k1', 'train_k5'])
+def test_source_loss(root, case):
     fx, ep = load_case(case)
-    model = build_r50(root, loss_weights=SRC_WEIGHTS)
+    model = build_r50(root, 'ifa_r50_source', support_order='official')
     out = run(model, ep, train=True)
-    assert set(out) == set(SRC_WEIGHTS)  # iterations 2 and 3 are not computed
+    assert set(out) == {'q_refine', 'q1', 'q_self', 's_self', 's1'}  # iterations 2, 3 not computed
     losses = model.decode_head.loss(out, ep['query_mask'], ep['support_masks'].transpose(0, 1).flatten(0, 1))
     assert sum(losses.values()).item() == pytest.approx(float(fx['loss_src']), rel=RTOL)
 

@@ -5,9 +5,6 @@ from .helpers.episodes import packed_episodes
 from .helpers.models import build_r50
 from .helpers.official_recipe import make_episodes
 
-SRC_WEIGHTS = dict(q_refine=1.0, q1=1.0, q_self=1.0, s_self=0.2, s1=0.4)
-
-
 @pytest.fixture(scope='module')
 def model(root):
     return build_r50(root)
@@ -34,12 +31,12 @@ def test_loss_mode_one_key_per_term(model):
 
 
 def test_source_loss_skips_iterations(root):
-    model = build_r50(root, loss_weights=SRC_WEIGHTS).train()
+    model = build_r50(root, 'ifa_r50_source').train()
     calls = []
     orig = model.decode_head.bfp_iteration
     model.decode_head.bfp_iteration = lambda *a, **k: calls.append(a[3] is not None) or orig(*a, **k)
     losses = model(**model.data_preprocessor(packed_episodes(1, 1, 32), True), mode='loss')
-    assert set(losses) == {f'loss_{k}' for k in SRC_WEIGHTS}
+    assert set(losses) == {f'loss_{k}' for k in ('q_refine', 'q1', 'q_self', 's_self', 's1')}
     assert calls == [True]  # one iteration, with its support direction
 
 

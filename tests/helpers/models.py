@@ -8,16 +8,16 @@ from ifa_mmseg.models import convert_official
 
 from .official_recipe import imagenet_state_dict
 
-def r50_cfg(root: str, **head):
-    cfg = Config.fromfile(f'{root}/configs/_base_/models/ifa_r50.py')
+def r50_cfg(root: str, config: str = 'ifa_r50', **head):
+    cfg = Config.fromfile(f'{root}/configs/_base_/models/{config}.py')
     model = copy.deepcopy(cfg.model)
     model.backbone.init_cfg = None
     for key, value in head.items():  # replace, not merge (loss_weights)
         model.decode_head[key] = value
     return model
 
-def build_r50(root: str, **head):
+def build_r50(root: str, config: str = 'ifa_r50', **head):
     """The official IFA R-50 model with the recipe weights (via the converter)."""
-    model = MODELS.build(r50_cfg(root, **head))
+    model = MODELS.build(r50_cfg(root, config, **head))
     model.backbone.load_state_dict(convert_official(imagenet_state_dict(50), model.backbone.state_dict()))
     return model
