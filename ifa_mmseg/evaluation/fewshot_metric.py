@@ -1,0 +1,169 @@
+"""Few-shot segmentation IoU under the standard and the official IFA protocols."""
+from collections import defaultdict
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import MMLogger, print_log
+from mmseg.registry import METRICS
+from prettytable import PrettyTable
+
+
+def episode_counts(pred: torch.Tensor, gt: torch.Tensor, ignore_index: int = 255) -> np.ndarray:
+    """Pixel counts (TP, FP, FN, TN) of a binary prediction against a binary mask."""
+    valid = gt != ignore_index
+    p, g = (pred == 1) & valid, (gt == 1) & valid
+    tp = int((p & g).sum())
+    fp = int(p.sum()) - tp
+    fn = int(g.sum()) - tp
+    tn = int(valid.sum()) - tp - fp - fn
+    return np.array([tp, fp, fn, tn], dtype=np.int64)
+
+
+def standard_iou(class_ids: np.ndarray, counts: np.ndarray) -> Dict[str, object]:
+    """HSNet/PATNet metric: class-wise foreground IoU and FB-IoU.
+
+    Args:
+        class_ids: [E] class of each episode.
+        counts: [E, 4] (TP, FP, FN, TN) per episode.
+
+    Returns:
+        ``per_class`` {class: fg IoU}, ``mIoU`` (their mean) and ``FBIoU`` (mean of the
+        background and foreground IoU pooled over all classes); unions clamp at 1.
+    """
+    tp, fp, fn, tn = counts.T
+    classes = np.unique(class_ids)
+    inter = np.zeros((2, len(classes)))
+    union = np.zeros((2, len(classes)))
+    for i, c in enumerate(classes):
+        sel = class_ids == c
+        inter[:, i] = tn[sel].sum(), tp[sel].sum()
+        union[:, i] = (tn + fp + fn)[sel].sum(), (tp + fp + fn)[sel].sum()
+    fg_iou = inter[1] / np.maximum(union[1], 1)
+    return dict(per_class=dict(zip(classes.tolist(), fg_iou.tolist())), mIoU=float(fg_iou.mean()),
+                FBIoU=float((inter.sum(1) / np.maximum(union.sum(1), 1)).mean()))
+
+
+def official_iou(episodes: np.ndarray, class_ids: np.ndarray, counts: np.ndarray, batch_size: int,
+                 num_classes: int) -> float:
+    """The official IFA ``mIOU`` as ``test.py`` drives it (spec §6.2-6.3).
+
+    Every episode of an evaluation batch is labelled with the class of the batch's
+    first episode (batches are consecutive episode indices of ``batch_size``); the
+    foreground pixels become label ``cls = class + 1``, a confusion matrix over labels
+    ``0..num_classes-1`` is accumulated (a ground-truth label ``>= num_classes`` is
+    dropped, and a prediction equal to ``num_classes`` on background lands in cell
+    [1, 0] through the flat index), and the NaN-mean over all rows, background
+    included, is returned. With ``num_classes == 1`` it is the pooled foreground IoU.
+
+    Args:
+        episodes: [E] episode indices; every batch's first episode must be present.
+        class_ids: [E] class of each episode, in the official numbering.
+        counts: [E, 4] (TP, FP, FN, TN) per episode.
+        batch_size: the official evaluation batch size (96 for 1-shot, 48 for 5-shot).
+        num_classes: the official metric's class count (6, 3, 1, 1000).
+    """
+    tp, fp, fn, tn = counts.T
+    if num_classes == 1:
+        union = (tp + fp + fn).sum()
+        return float(tp.sum() / union) if union > 0 else 0.0
+    class_of = dict(zip(episodes.tolist(), class_ids.tolist()))
+    first = (episodes // batch_size) * batch_size
+    missing = sorted(set(first.tolist()) - set(class_of))
+    if missing:
+        raise ValueError(f'official metric: first episodes {missing[:5]} of their batches were not evaluated')
+    cls = np.array([class_of[f] for f in first.tolist()]) + 1
+    hist = np.zeros(num_classes * num_classes)
+    np.add.at(hist, 0, tn.sum())
+    np.add.at(hist, cls, fp)                   # (gt 0, pred cls); cls == n wraps to [1, 0]
+    kept = cls < num_classes                    # gt == cls is dropped when cls == n
+    np.add.at(hist, num_classes * cls[kept], fn[kept])
+    np.add.at(hist, (num_classes + 1) * cls[kept], tp[kept])
+    hist = hist.reshape(num_classes, num_classes)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        iu = np.diag(hist) / (hist.sum(0) + hist.sum(1) - np.diag(hist))
+    return float(np.nanmean(iu))
+
+
+@METRICS.register_module()
+class FewShotIoUMetric(BaseMetric):
+    """IoU of few-shot episodes, under both protocols in one evaluation.
+
+    ``standard``: per-class foreground IoU accumulated over each class's episodes, its
+    mean ``mIoU`` and ``FBIoU`` (HSNet/PATNet); independent of batching and world size.
+    ``official``: ``official.mIoU``, a replica of the official IFA metric; the batch
+    relabelling is rebuilt from episode indices and ``official_batch_size``, so it does
+    not depend on how this run is batched either.
+
+    Each data sample needs ``pred_sem_seg``, ``gt_sem_seg`` and metainfo ``episode``
+    and ``class_id``. Values are percentages.
+
+    Args:
+        protocols: any of ``'standard'``, ``'official'``.
+        official_batch_size: the official test batch size (96 for 1-shot, 48 for 5-shot).
+        official_num_classes: class count the official metric is built with.
+        official_class_offset: added to ``class_id`` for the official numbering
+            (520 for FSS-1000 val, as the official loader).
+        class_names: names for the per-class table.
+        ignore_index: label excluded from all counts.
+    """
+
+    def __init__(self,
+                 protocols: Sequence[str] = ('standard', 'official'),
+                 official_batch_size: Optional[int] = None,
+                 official_num_classes: Optional[int] = None,
+                 official_class_offset: int = 0,
+                 class_names: Optional[Sequence[str]] = None,
+                 ignore_index: int = 255,
+                 collect_device: str = 'cpu',
+                 prefix: Optional[str] = None) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        unknown = set(protocols) - {'standard', 'official'}
+        if unknown:
+            raise ValueError(f'unknown protocols {sorted(unknown)}; use standard and/or official')
+        if 'official' in protocols and (official_batch_size is None or official_num_classes is None):
+            raise ValueError('the official protocol needs official_batch_size and official_num_classes')
+        self.protocols = tuple(protocols)
+        self.official_batch_size = official_batch_size
+        self.official_num_classes = official_num_classes
+        self.official_class_offset = official_class_offset
+        self.class_names = class_names
+        self.ignore_index = ignore_index
+
+    def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
+        for sample in data_samples:
+            pred = sample['pred_sem_seg']['data'][0]
+            gt = sample['gt_sem_seg']['data'][0].to(pred.device)
+            if pred.shape != gt.shape:
+                raise ValueError(f'episode {sample["episode"]}: prediction {tuple(pred.shape)} and ground '
+                                 f'truth {tuple(gt.shape)} differ in size')
+            self.results.append((sample['episode'], sample['class_id'],
+                                 episode_counts(pred, gt, self.ignore_index)))
+
+    def compute_metrics(self, results: List[tuple]) -> Dict[str, float]:
+        episodes = np.array([r[0] for r in results])
+        if len(np.unique(episodes)) != len(episodes):
+            raise ValueError('an episode was evaluated twice; check the sampler (drop duplicates)')
+        class_ids = np.array([r[1] for r in results])
+        counts = np.stack([r[2] for r in results])
+        metrics: Dict[str, float] = {}
+        if 'standard' in self.protocols:
+            std = standard_iou(class_ids, counts)
+            metrics.update(mIoU=100 * std['mIoU'], FBIoU=100 * std['FBIoU'])
+            self._log_table(std['per_class'])
+            metrics.update({f'IoU.{self._name(c)}': 100 * v for c, v in std['per_class'].items()})
+        if 'official' in self.protocols:
+            metrics['official.mIoU'] = 100 * official_iou(
+                episodes, class_ids + self.official_class_offset, counts, self.official_batch_size,
+                self.official_num_classes)
+        return metrics
+
+    def _name(self, class_id: int) -> str:
+        return self.class_names[class_id] if self.class_names else str(class_id)
+
+    def _log_table(self, per_class: Dict[int, float]) -> None:
+        table = PrettyTable(['class', 'fg IoU'])
+        for c, v in per_class.items():
+            table.add_row([self._name(c), f'{100 * v:.2f}'])
+        print_log('per-class results:\n' + table.get_string(), logger=MMLogger.get_current_instance())

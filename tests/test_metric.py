@@ -1,0 +1,101 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
+
+from ifa_mmseg.evaluation import FewShotIoUMetric, episode_counts, official_iou, standard_iou
+
+FIXTURE = np.load(os.path.join(os.path.dirname(__file__), 'fixtures', 'official_metric', 'official_metric.npz'))
+KINDS = ('deepglobe', 'isic', 'lung', 'fss')
+
+
+def counts_of(kind):
+    preds, gts = FIXTURE[f'{kind}_pred'], FIXTURE[f'{kind}_gt']
+    return np.stack([episode_counts(torch.from_numpy(p), torch.from_numpy(g)) for p, g in zip(preds, gts)])
+
+
+def samples(kind, offset=0):
+    out = []
+    for i, (p, g) in enumerate(zip(FIXTURE[f'{kind}_pred'], FIXTURE[f'{kind}_gt'])):
+        s = SegDataSample(metainfo=dict(episode=i, class_id=int(FIXTURE[f'{kind}_class'][i]) - offset))
+        s.pred_sem_seg = PixelData(data=torch.from_numpy(p).long()[None])
+        s.gt_sem_seg = PixelData(data=torch.from_numpy(g).long()[None])
+        out.append(s.to_dict())
+    return out
+
+
+@pytest.mark.parametrize('kind', KINDS)
+def test_official_replica_matches_official_code(kind):
+    n = len(FIXTURE[f'{kind}_class'])
+    for bs in FIXTURE[f'{kind}_batch_sizes']:
+        ours = official_iou(np.arange(n), FIXTURE[f'{kind}_class'], counts_of(kind), int(bs),
+                            int(FIXTURE[f'{kind}_num_classes']))
+        assert ours == pytest.approx(float(FIXTURE[f'{kind}_official_bs{bs}']), abs=1e-12), bs
+
+
+def run_metric(metric, data, chunk, order=None):
+    order = range(len(data)) if order is None else order
+    data = [data[i] for i in order]
+    for start in range(0, len(data), chunk):
+        metric.process({}, data[start:start + chunk])
+    return metric.compute_metrics(metric.results)
+
+
+def test_metric_independent_of_our_batching():
+    """Official value at the official batch size 4, whatever batches this run uses."""
+    data = samples('deepglobe')
+    ref = None
+    for chunk, order in ((1, None), (12, None), (96, None), (7, np.random.RandomState(0).permutation(30))):
+        metric = FewShotIoUMetric(official_batch_size=4, official_num_classes=6)
+        res = run_metric(metric, data, chunk, order)
+        ref = ref or res
+        assert res == pytest.approx(ref, abs=1e-12)
+    assert ref['official.mIoU'] == pytest.approx(100 * float(FIXTURE['deepglobe_official_bs4']), abs=1e-10)
+
+
+def test_two_ranks_equal_one():
+    """Results split as a 2-process DistributedSampler would (interleaved), then gathered."""
+    data = samples('isic')
+    one = run_metric(FewShotIoUMetric(official_batch_size=6, official_num_classes=3), data, 5)
+    gathered = data[0::2] + data[1::2]
+    two = run_metric(FewShotIoUMetric(official_batch_size=6, official_num_classes=3), gathered, 5)
+    assert one == pytest.approx(two, abs=1e-12)
+
+
+def test_class_offset_for_fss():
+    metric = FewShotIoUMetric(official_batch_size=12, official_num_classes=1000, official_class_offset=520)
+    res = run_metric(metric, samples('fss', offset=520), 3)
+    assert res['official.mIoU'] == pytest.approx(100 * float(FIXTURE['fss_official_bs12']), abs=1e-10)
+
+
+def test_standard_by_hand():
+    # class 0: two episodes, class 1: one episode; (TP, FP, FN, TN)
+    counts = np.array([[3, 1, 0, 4], [1, 0, 1, 6], [0, 2, 2, 4]])
+    res = standard_iou(np.array([0, 0, 1]), counts)
+    assert res['per_class'] == {0: pytest.approx(4 / 6), 1: 0.0}
+    assert res['mIoU'] == pytest.approx(1 / 3)
+    fg, bg = 4 / (4 + 3 + 3), 14 / (14 + 3 + 3)
+    assert res['FBIoU'] == pytest.approx((fg + bg) / 2)
+
+
+def test_official_equals_fbiou_when_batches_start_at_class_0():
+    """Spec §6.3: with a batch size that is a multiple of the class count, the official
+    Deepglobe number is FB-IoU."""
+    res = run_metric(FewShotIoUMetric(official_batch_size=12, official_num_classes=6), samples('deepglobe'), 5)
+    # 30 episodes: batches 0-11, 12-23 start at class 0, batch 24-29 too
+    assert res['official.mIoU'] == pytest.approx(res['FBIoU'], abs=1e-10)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match='official_batch_size'):
+        FewShotIoUMetric()
+    metric = FewShotIoUMetric(protocols=('official', ), official_batch_size=4, official_num_classes=6)
+    data = samples('deepglobe')
+    with pytest.raises(ValueError, match=r'first episodes \[0\]'):
+        run_metric(metric, data[1:], 4)
+    metric = FewShotIoUMetric(protocols=('standard', ))
+    with pytest.raises(ValueError, match='twice'):
+        run_metric(metric, data + data[:1], 4)
