@@ -1,0 +1,3 @@
+from .multi_seed_test_loop import MultiSeedTestLoop, mean_ci95
+
+__all__ = ['MultiSeedTestLoop', 'mean_ci95']
