@@ -10,12 +10,7 @@ from ifa_mmseg.engine import mean_ci95
 def make_runner(root, tmp_path, seeds):
     cfg = Config.fromfile(f'{root}/tests/helpers/toy_config.py')
     cfg.work_dir = str(tmp_path)
-    cfg.test_dataloader = dict(
-        batch_size=3, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
-        collate_fn=dict(type='pseudo_collate'),
-        dataset=dict(type='ToyEpisodeDataset', num_episodes=4, size=48))
-    cfg.test_evaluator = dict(type='FewShotIoUMetric', official_batch_size=2, official_num_classes=2)
-    cfg.test_cfg = dict(type='MultiSeedTestLoop', seeds=seeds)
+    cfg.test_cfg.seeds = seeds
     return Runner.from_cfg(copy.deepcopy(cfg))
 
 

@@ -18,3 +18,11 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=2),
     sampler_seed=dict(type='DistSamplerSeedHook'))
 randomness = dict(seed=0)
+test_dataloader = dict(
+    batch_size=3,
+    num_workers=0,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='pseudo_collate'),
+    dataset=dict(type='ToyEpisodeDataset', num_episodes=4, size=48))
+test_evaluator = dict(type='FewShotIoUMetric', official_batch_size=2, official_num_classes=2)
+test_cfg = dict(type='MultiSeedTestLoop', seeds=(0, 1, 2))

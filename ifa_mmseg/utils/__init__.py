@@ -1,0 +1,3 @@
+from .dist import setup_distributed
+
+__all__ = ['setup_distributed']
