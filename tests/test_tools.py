@@ -30,12 +30,13 @@ def test_train_then_test(root, tmp_path):
 
 
 def test_torchrun_two_cpu_processes_match_one(root, tmp_path):
-    """Same global batch (2) on 1 process and on 2 gloo processes -> same weights."""
+    """tools/dist_train.sh: same global batch (2) on 1 process and on 2 gloo processes -> same weights."""
     one = run(root, 'tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'one'))
     assert one.returncode == 0, one.stderr[-3000:]
-    two = run(root, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29581', 'tools/train.py',
-              CONFIG, '--launcher', 'pytorch', '--work-dir', str(tmp_path / 'two'), '--cfg-options',
-              'train_dataloader.batch_size=1')
+    env = dict(os.environ, PORT='29581', PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'])
+    two = subprocess.run(['bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir', str(tmp_path / 'two'),
+                          '--cfg-options', 'train_dataloader.batch_size=1'], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     a = safe_torch_load(str(tmp_path / 'one' / 'iter_2.pth'))['state_dict']
     b = safe_torch_load(str(tmp_path / 'two' / 'iter_2.pth'))['state_dict']
