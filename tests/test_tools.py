@@ -3,7 +3,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import torch
+from PIL import Image
 
 from ifa_mmseg.compat import safe_torch_load
 
@@ -22,11 +24,15 @@ def test_train_then_test(root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / 'preds.pkl'
     proc = run(root, 'tools/test.py', CONFIG, str(tmp_path / 'iter_2.pth'), '--work-dir', str(tmp_path),
-               '--out', str(out))
+               '--out', str(out), '--show-dir', str(tmp_path / 'vis'), '--num-vis', '2')
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = proc.stdout + proc.stderr
     assert 'results over episode seeds' in log and 'official.mIoU_ci95' in log
     assert out.exists()
+    pictures = sorted(p.relative_to(tmp_path / 'vis').as_posix() for p in (tmp_path / 'vis').rglob('*.png'))
+    assert pictures == [f'seed{s}/episode_0000{e}.png' for s in range(3) for e in range(2)]
+    panel = np.asarray(Image.open(tmp_path / 'vis' / 'seed0' / 'episode_00000.png'))
+    assert panel.shape == (48, 3 * 48 + 2 * 4, 3)  # support | query + gt | query + prediction
 
 
 def test_torchrun_two_cpu_processes_match_one(root, tmp_path):

@@ -14,6 +14,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save logs and results')
+    parser.add_argument('--show-dir', help='write episode pictures (supports, ground truth, prediction) here')
+    parser.add_argument('--num-vis', type=int, default=8, help='episodes drawn per seed with --show-dir')
     parser.add_argument('--out', help='also dump the per-episode predictions (pickle) to this file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries, key=value')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
@@ -34,6 +36,11 @@ def main() -> None:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    if args.show_dir is not None:
+        cfg.default_hooks = cfg.get('default_hooks') or {}
+        cfg.default_hooks['visualization'] = dict(
+            type='FewShotVisualizationHook', draw=True, show_dir=osp.abspath(args.show_dir),
+            num_episodes=args.num_vis)
     if args.out is not None:
         dump = dict(type='DumpResults', out_file_path=args.out)
         evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]

@@ -37,6 +37,7 @@ class MultiSeedTestLoop(TestLoop):
             raise TypeError('MultiSeedTestLoop needs the test dataloader as a config dict')
         self._dataloader_cfg = copy.deepcopy(dataloader)
         self.seeds = tuple(seeds)
+        self.current_seed = self.seeds[0]
         super().__init__(runner, self._seeded_cfg(self.seeds[0]), evaluator, fp16)
 
     def _seeded_cfg(self, seed: int) -> Dict:
@@ -50,6 +51,7 @@ class MultiSeedTestLoop(TestLoop):
         self.runner.model.eval()
         per_seed: List[Dict[str, float]] = []
         for i, seed in enumerate(self.seeds):
+            self.current_seed = seed
             if i > 0:
                 self.dataloader = self.runner.build_dataloader(self._seeded_cfg(seed), seed=self.runner.seed)
             print_log(f'episode seed {seed} ({i + 1}/{len(self.seeds)}): '
