@@ -1,5 +1,4 @@
 """Few-shot segmentation IoU under the standard and the official IFA protocols."""
-from collections import defaultdict
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np

@@ -1,16 +1,12 @@
 """IFA head: SSP prototypes, bidirectional few-shot prediction (BFP), iterations."""
 from typing import Dict, Optional, Sequence, Tuple
 
-import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import Tensor
 
 from .prototypes import cosine_logits, masked_average_pooling, self_support_prototypes
-
-QUERY_KEYS = ('q_refine', 'q1', 'q_self')
-SUPPORT_KEYS = ('s_self', )
 
 # IFA fine-tuning loss (official ifa.py); source training zeroes the iteration 2/3 terms.
 IFA_LOSS_WEIGHTS = dict(q_refine=1.0, q1=1.0, q_self=1.0, s_self=0.2, s1=0.4, q2=0.1, s2=0.1, q3=0.1, s3=0.1)
