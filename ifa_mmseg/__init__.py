@@ -8,5 +8,6 @@ from . import compat
 HAS_MMCV_OPS = compat.install()
 
 from . import engine, evaluation, models, utils, visualization  # noqa: E402,F401
+from . import datasets  # noqa: E402,F401
 
 __version__ = '0.1.0'

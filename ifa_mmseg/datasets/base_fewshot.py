@@ -1,0 +1,196 @@
+"""Episodic few-shot datasets: a pre-generated, seeded table of (class, query, K supports)."""
+import os
+from types import ModuleType
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from mmengine.dataset import BaseDataset
+from mmseg.registry import DATASETS, TRANSFORMS
+
+ImageRecord = Dict[str, str]  # {'img_path': ..., 'seg_map_path': ...}
+LegacyRNG = Union[np.random.RandomState, ModuleType]  # a RandomState, or the np.random module itself
+
+
+def build_transforms(transforms: Sequence[Union[dict, Callable]]) -> List[Callable]:
+    """Transforms built from mmseg's registry, so that no default scope is needed."""
+    return [TRANSFORMS.build(t) if isinstance(t, dict) else t for t in transforms]
+
+
+def episode_pipeline(mask_mode: str = 'threshold', scale: Tuple[int, int] = (400, 400)) -> List[dict]:
+    """The per-image pipeline of the official loaders, as transform configs.
+
+    PIL decoding to RGB, the mask binarised (at 128, or by class label for PASCAL), then
+    the image resized with PIL bilinear and the mask with PyTorch legacy nearest to
+    ``scale`` (w, h), aspect ratio not kept.
+    """
+    return [
+        dict(type='LoadRGBImageFromFile'),
+        dict(type='LoadBinaryMask', mode=mask_mode),
+        dict(type='FewShotResize', scale=scale),
+    ]
+
+
+@DATASETS.register_module()
+class BaseFewShotDataset(BaseDataset):
+    """Few-shot episodes read from a published layout under ``data_root``.
+
+    Subclasses read their layout (:meth:`load_layout`): the images of every class in the
+    official loader's order and, for datasets whose episodes walk a fixed query list
+    (PASCAL, FSS-1000), that list. The episode table is built once from ``seed`` when
+    the dataset is initialised, so episode ``i`` is the same for any batch size, worker
+    count or world size. Episode ``i`` of a class-cycling dataset has
+    class ``i mod n_classes`` and a query drawn from that class; otherwise its query is
+    entry ``i mod len(queries)``.
+
+    Sampling (``episode_sampling``):
+
+    * ``'official'``: the official numpy call sequence (spec §9.1) on a legacy
+      ``RandomState(seed)``, i.e. what ``np.random.seed(seed)`` followed by the official
+      loader in index order gives: each draw is ``choice(n, 1, replace=False)``; the
+      query is drawn first, then supports until ``shot`` of them differ from the query
+      (supports may repeat each other).
+    * ``'standard'``: a ``numpy.random.Generator(PCG64(seed))``; the ``shot`` supports
+      are distinct and all differ from the query.
+
+    Each item runs ``pipeline`` once on the query and once on every support, then
+    ``pack_cfg`` (default :class:`PackFewShotInputs`) on ``dict(query=..., supports=[...])``.
+
+    Args:
+        data_root: the dataset root holding the published layout.
+        shot: supports per episode (K).
+        num_episodes: table length; ``None`` for the dataset's default.
+        seed: episode seed.
+        episode_sampling: ``'standard'`` or ``'official'``.
+        pipeline: per-image transforms; ``None`` for :func:`episode_pipeline` with the
+            dataset's mask rule.
+        pack_cfg: the transform that assembles an episode.
+    """
+
+    METAINFO: dict = dict(classes=())
+    MASK_MODE = 'threshold'
+    DEFAULT_NUM_EPISODES: Optional[int] = 600
+    # IFA adaptation (spec §8.2): flip probability, 2x2 grid shuffle, official episodes per epoch
+    ADAPTATION = dict(flip_prob=0.5, grid_shuffle=False, official_episodes=None)
+
+    def __init__(self,
+                 data_root: str,
+                 shot: int = 1,
+                 num_episodes: Optional[int] = None,
+                 seed: int = 0,
+                 episode_sampling: str = 'standard',
+                 pipeline: Optional[Sequence[Union[dict, Callable]]] = None,
+                 pack_cfg: Optional[dict] = None,
+                 **kwargs) -> None:
+        if episode_sampling not in ('standard', 'official'):
+            raise ValueError(f"episode_sampling must be 'standard' or 'official', got {episode_sampling!r}")
+        if shot < 1:
+            raise ValueError(f'shot must be at least 1, got {shot}')
+        self.shot = shot
+        self.seed = seed
+        self.episode_sampling = episode_sampling
+        self._num_episodes = num_episodes
+        self.class_pools: List[List[ImageRecord]] = []
+        self.queries: Optional[List[Tuple[int, int]]] = None
+        self.pack = TRANSFORMS.build(pack_cfg or dict(type='PackFewShotInputs'))
+        super().__init__(data_root=data_root,
+                         pipeline=build_transforms(episode_pipeline(self.MASK_MODE) if pipeline is None else pipeline),
+                         **kwargs)
+
+    # ----------------------------------------------------------------- layout hooks
+    def load_layout(self) -> Tuple[List[List[ImageRecord]], Optional[List[Tuple[int, int]]]]:
+        """Read the layout under ``data_root``.
+
+        Returns:
+            ``class_pools``: the images of every class (index = class id) in the official
+            loader's order, each ``dict(img_path, seg_map_path)``; and ``queries``: the
+            fixed query list as (class id, index in that class's pool), or ``None`` for
+            datasets whose episodes cycle through the classes.
+        """
+        raise NotImplementedError
+
+    def official_support_candidates(self, class_id: int, query: ImageRecord) -> List[ImageRecord]:
+        """What the official loader draws supports from (the class's pool)."""
+        return self.class_pools[class_id]
+
+    def image_results(self, image: ImageRecord, class_id: int, episode: int) -> dict:
+        """The pipeline input for one image of an episode."""
+        return dict(img_path=image['img_path'], seg_map_path=image['seg_map_path'], class_id=class_id,
+                    episode=episode, seg_fields=[])
+
+    # ------------------------------------------------------------------ episodes
+    def default_num_episodes(self) -> Optional[int]:
+        """Episodes when ``num_episodes`` is not given; ``None`` means one per query."""
+        return self.DEFAULT_NUM_EPISODES
+
+    @property
+    def num_episodes(self) -> int:
+        """Table length: the ``num_episodes`` argument, the dataset default, or one per query."""
+        if self._num_episodes is not None:
+            return self._num_episodes
+        default = self.default_num_episodes()
+        return default if default is not None else len(self.queries)
+
+    def load_data_list(self) -> List[dict]:
+        self.class_pools, self.queries = self.load_layout()
+        self._check_pools()
+        return self.generate_episodes(self.seed)
+
+    def _check_pools(self) -> None:
+        need = 2 if self.episode_sampling == 'official' else self.shot + 1
+        used = (range(len(self.class_pools)) if self.queries is None else sorted({c for c, _ in self.queries}))
+        for c in used:
+            pool = self.class_pools[c]
+            if len(pool) < need:
+                where = f' in {os.path.dirname(pool[0]["img_path"])}' if pool else ''
+                raise ValueError(f'class {c} ({self.metainfo["classes"][c]}) has {len(pool)} image(s){where}; '
+                                 f'{self.shot}-shot {self.episode_sampling} episodes need at least {need}')
+
+    def generate_episodes(self, seed: int) -> List[dict]:
+        """The episode table for ``seed`` under this dataset's ``episode_sampling``."""
+        official = self.episode_sampling == 'official'
+        rng = np.random.RandomState(seed) if official else np.random.default_rng(seed)
+        return [self.draw_episode(i, rng, official) for i in range(self.num_episodes)]
+
+    def draw_episode(self, index: int, rng: Union[LegacyRNG, np.random.Generator], official: bool) -> dict:
+        """Episode ``index``: ``dict(episode, class_id, query, supports)``, consuming ``rng``.
+
+        ``official=True`` needs a legacy generator (a ``RandomState`` or the ``np.random``
+        module for the global state), ``False`` a ``numpy.random.Generator``.
+        """
+        if self.queries is None:
+            class_id = index % len(self.class_pools)
+            pool = self.class_pools[class_id]
+            q = int(rng.choice(len(pool), 1, replace=False)[0]) if official else int(rng.integers(len(pool)))
+        else:
+            class_id, q = self.queries[index % len(self.queries)]
+        query = self.class_pools[class_id][q]
+        if official:
+            supports = self._official_supports(rng, class_id, query)
+        else:
+            pool = self.class_pools[class_id]
+            picks = rng.choice(len(pool) - 1, self.shot, replace=False)
+            supports = [pool[p + (p >= q)] for p in picks.tolist()]
+        return dict(episode=index, class_id=class_id, query=query, supports=supports)
+
+    def _official_supports(self, rng: LegacyRNG, class_id: int, query: ImageRecord) -> List[ImageRecord]:
+        candidates = self.official_support_candidates(class_id, query)
+        supports: List[ImageRecord] = []
+        while len(supports) < self.shot:
+            support = candidates[rng.choice(len(candidates), 1, replace=False)[0]]
+            if support['img_path'] != query['img_path']:
+                supports.append(support)
+        return supports
+
+    # -------------------------------------------------------------------- items
+    def prepare_data(self, idx: int) -> Optional[dict]:
+        info = self.get_data_info(idx)
+        class_id, episode = info['class_id'], info['episode']
+        return pack_episode(self.pack, self.pipeline(self.image_results(info['query'], class_id, episode)),
+                            [self.pipeline(self.image_results(s, class_id, episode)) for s in info['supports']])
+
+
+def pack_episode(pack: Any, query: Optional[dict], supports: List[Optional[dict]]) -> Optional[dict]:
+    """``pack(dict(query, supports))``, or ``None`` when a pipeline dropped an image (mmengine refetches)."""
+    if query is None or any(s is None for s in supports):
+        return None
+    return pack(dict(query=query, supports=supports))

@@ -1,0 +1,52 @@
+"""DeepGlobe land-cover episodes in IFA's preprocessed layout (six binary classes)."""
+import os
+import re
+from typing import List, Tuple
+
+from mmseg.registry import DATASETS
+
+from .base_fewshot import BaseFewShotDataset, ImageRecord
+from .layout import LayoutError, image_mask_pool, require_dir
+
+CONVERTER = 'python tools/dataset_converters/deepglobe.py KAGGLE_TRAIN_DIR DATA_ROOT'
+_IMAGE_NAME = re.compile(r'(?P<id>.+)_sat_(?P<cell>\d\d)\.jpg')
+
+
+def deepglobe_mask_name(image_name: str) -> str:
+    """``<id>_sat_<ij>.jpg`` -> ``<id>_mask_<ij>.png`` (IFA's naming, not PATNet's; spec §9.3)."""
+    match = _IMAGE_NAME.fullmatch(image_name)
+    if match is None:
+        raise LayoutError(f'unexpected Deepglobe image name {image_name!r}: expected <id>_sat_<ij>.jpg '
+                          f'(run {CONVERTER})')
+    return f'{match["id"]}_mask_{match["cell"]}.png'
+
+
+@DATASETS.register_module()
+class DeepglobeDataset(BaseFewShotDataset):
+    """DeepGlobe episodes (spec §9.3): 600 by default, class ``i mod 6``.
+
+    Layout (made by ``tools/dataset_converters/deepglobe.py``)::
+
+        data_root/Deepglobe/04_train_cat/<1..6>/test/origin/<id>_sat_<ij>.jpg
+        data_root/Deepglobe/04_train_cat/<1..6>/test/groundtruth/<id>_mask_<ij>.png
+
+    A tile appears in the folder of every class it contains; its mask in that folder
+    marks the class (white = foreground, threshold 128).
+
+    Args:
+        **kwargs: see :class:`BaseFewShotDataset`.
+    """
+
+    METAINFO = dict(classes=('agriculture', 'urban', 'rangeland', 'forest', 'water', 'barren'))
+    ADAPTATION = dict(flip_prob=0.8, grid_shuffle=True, official_episodes=None)
+    FOLDERS = ('1', '2', '3', '4', '5', '6')
+
+    def load_layout(self) -> Tuple[List[List[ImageRecord]], None]:
+        base = os.path.join(self.data_root, 'Deepglobe', '04_train_cat')
+        hint = f'make the Deepglobe layout with: {CONVERTER}'
+        pools = []
+        for folder in self.FOLDERS:
+            origin = require_dir(os.path.join(base, folder, 'test', 'origin'), hint)
+            truth = require_dir(os.path.join(base, folder, 'test', 'groundtruth'), hint)
+            pools.append(image_mask_pool(origin, truth, deepglobe_mask_name, 'Deepglobe mask(s)', hint))
+        return pools, None

@@ -1,0 +1,41 @@
+"""ISIC 2018 skin-lesion episodes, images sorted into diagnosis folders 1/2/3."""
+import os
+from typing import List, Tuple
+
+from mmseg.registry import DATASETS
+
+from .base_fewshot import BaseFewShotDataset, ImageRecord
+from .layout import image_mask_pool, require_dir
+
+CONVERTER = 'python tools/dataset_converters/isic.py ISIC_DOWNLOAD_DIR DATA_ROOT'
+
+
+@DATASETS.register_module()
+class ISICDataset(BaseFewShotDataset):
+    """ISIC 2018 Task 1 episodes (spec §9.4): 600 by default, class ``i mod 3``.
+
+    Layout (folders 1/2/3 made by ``tools/dataset_converters/isic.py`` from the shipped
+    ``splits/isic/class_id.csv``)::
+
+        data_root/ISIC/ISIC2018_Task1-2_Training_Input/<1|2|3>/ISIC_<id>.jpg
+        data_root/ISIC/ISIC2018_Task1_Training_GroundTruth/ISIC_<id>_segmentation.png
+
+    Masks are read from the ground-truth root, not from class folders.
+
+    Args:
+        **kwargs: see :class:`BaseFewShotDataset`.
+    """
+
+    METAINFO = dict(classes=('nevus', 'seborrheic_keratosis', 'melanoma'))
+    FOLDERS = ('1', '2', '3')
+
+    def load_layout(self) -> Tuple[List[List[ImageRecord]], None]:
+        base = os.path.join(self.data_root, 'ISIC')
+        hint = f'make the ISIC class folders with: {CONVERTER}'
+        truth = require_dir(os.path.join(base, 'ISIC2018_Task1_Training_GroundTruth'), hint)
+        pools = []
+        for folder in self.FOLDERS:
+            images = require_dir(os.path.join(base, 'ISIC2018_Task1-2_Training_Input', folder), hint)
+            pools.append(image_mask_pool(images, truth, lambda name: name.split('.')[0] + '_segmentation.png',
+                                         'ISIC mask(s)'))
+        return pools, None
