@@ -2,6 +2,7 @@
 import argparse
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
@@ -23,6 +24,25 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def check_source_checkpoint(cfg: Config) -> None:
+    """Stop before building anything when the checkpoint to start from is missing."""
+    load_from = cfg.get('load_from')
+    if cfg.resume or not load_from or '://' in load_from or osp.isfile(load_from):
+        return
+    how = (f'train it first: python tools/train.py {cfg.source_config}' if cfg.get('source_config')
+           else 'check the path')
+    sys.exit(f'checkpoint to start from not found: {load_from}\n{how}, or convert an official checkpoint with '
+             'tools/model_converters/ifa_official_to_mmseg.py and pass --cfg-options load_from=PATH')
+
+
+def place_support_pool(cfg: Config) -> None:
+    """The standard IFA support pool is recorded in the work dir unless a file is given."""
+    dataset = cfg.get('train_dataloader', {}).get('dataset', {})
+    if (dataset.get('type') == 'IFAAdaptationDataset' and dataset.get('support_pool', 'standard') == 'standard'
+            and not dataset.get('pool_file')):
+        dataset['pool_file'] = osp.join(cfg.work_dir, 'support_pool.json')
+
+
 def main() -> None:
     args = parse_args()
     cfg = Config.fromfile(args.config)
@@ -37,6 +57,8 @@ def main() -> None:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     cfg.resume = args.resume
+    check_source_checkpoint(cfg)
+    place_support_pool(cfg)
     setup_distributed(cfg, args.launcher)
     Runner.from_cfg(cfg).train()
 

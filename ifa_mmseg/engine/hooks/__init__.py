@@ -1,3 +1,4 @@
+from .episode_resample_hook import EpisodeResampleHook
 from .visualization_hook import FewShotVisualizationHook
 
-__all__ = ['FewShotVisualizationHook']
+__all__ = ['EpisodeResampleHook', 'FewShotVisualizationHook']

@@ -1,0 +1,131 @@
+"""The shipped configs: official constants, and one adaptation + evaluation run on a fake layout."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine import Config
+from mmseg.registry import MODELS
+
+from .helpers import fake_layouts
+from .helpers.official_recipe import official_trained_state_dict
+
+CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirname(__file__)), 'configs', 'ifa', '*.py')))
+TARGETS = ('deepglobe', 'isic', 'chestxray', 'fss1000')
+
+
+def load(root, name):
+    return Config.fromfile(f'{root}/configs/ifa/{name}.py')
+
+
+@pytest.mark.parametrize('shot', [1, 5])
+def test_source_configs(root, shot):
+    cfg = load(root, f'pascal_source_{shot}shot')
+    assert cfg.train_dataloader.batch_size == {1: 12, 5: 6}[shot]
+    assert cfg.train_dataloader.dataset.shot == shot and cfg.train_dataloader.dataset.fold == 4
+    assert cfg.optim_wrapper.optimizer == dict(type='SGD', lr=1e-3, momentum=0.9, weight_decay=5e-4)
+    assert cfg.param_scheduler[0].milestones == {1: [666, 1333], 5: [1333, 2666]}[shot]
+    assert cfg.train_cfg.max_epochs == 20
+    assert set(cfg.model.decode_head.loss_weights) == {'q_refine', 'q1', 'q_self', 's_self', 's1'}
+    assert cfg.custom_hooks[0].type == 'EpisodeResampleHook'
+
+
+@pytest.mark.parametrize('target', TARGETS)
+@pytest.mark.parametrize('shot', [1, 5])
+def test_target_configs(root, target, shot):
+    cfg = load(root, f'{target}_{shot}shot')
+    assert cfg.load_from == f'work_dirs/pascal_source_{shot}shot/epoch_20.pth'
+    assert cfg.optim_wrapper.optimizer.lr == (5e-6 if target == 'chestxray' else 5e-4)
+    assert cfg.train_cfg.max_epochs == 20
+    assert len(cfg.model.decode_head.loss_weights) == 9
+    assert cfg.test_dataloader.dataset.shot == cfg.train_dataloader.dataset.dataset.shot == shot
+    assert cfg.test_evaluator.official_batch_size == {1: 96, 5: 48}[shot]
+    assert cfg.test_cfg.seeds == (0, 1, 2, 3, 4)
+    assert cfg.train_dataloader.dataset.support_pool == 'standard'
+    assert cfg.test_dataloader.dataset.episode_sampling == 'standard'
+
+
+@pytest.mark.parametrize('path', CONFIGS)
+def test_every_config_builds_its_model(path):
+    cfg = Config.fromfile(path)
+    cfg.model.backbone.init_cfg = None
+    assert MODELS.build(cfg.model).decode_head.support_order == 'correct'
+
+
+def run(root, *args):
+    env = dict(os.environ, PYTHONPATH=root)
+    return subprocess.run([sys.executable, '-W', 'ignore', *args], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_missing_source_checkpoint_says_what_to_run(root, tmp_path):
+    proc = run(root, 'tools/train.py', 'configs/ifa/isic_5shot.py', '--work-dir', str(tmp_path))
+    assert proc.returncode != 0
+    assert 'work_dirs/pascal_source_5shot/epoch_20.pth' in proc.stderr
+    assert 'python tools/train.py configs/ifa/pascal_source_5shot.py' in proc.stderr
+
+
+SMALL_CFG = '''
+_base_ = '{root}/configs/ifa/deepglobe_1shot.py'
+small = [dict(type='LoadRGBImageFromFile'), dict(type='LoadBinaryMask', mode='threshold'),
+         dict(type='FewShotResize', scale=(64, 64))]
+load_from = '{ckpt}'
+test_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(data_root='{data}', pipeline=small, num_episodes=12))
+train_dataloader = dict(batch_size=6, dataset=dict(eval_seeds=(0, 1),
+                                                  dataset=dict(data_root='{data}', pipeline=small, num_episodes=12)))
+train_cfg = dict(max_epochs=2)
+test_cfg = dict(seeds=(0, 1))
+'''
+
+
+def test_deepglobe_adaptation_and_test_on_fake_layout(root, tmp_path):
+    data = str(tmp_path / 'data')
+    fake_layouts.write_deepglobe(data)
+    ckpt = str(tmp_path / 'source.pth')
+    sd = {('backbone.stem.' + k[len('layer0.0.'):] if k.startswith('layer0.0.') else
+           'backbone.stem.7.' + k[len('layer0.1.'):] if k.startswith('layer0.1.') else 'backbone.' + k): v
+          for k, v in official_trained_state_dict(50).items()}
+    torch.save(dict(state_dict=sd), ckpt)
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text(SMALL_CFG.format(root=root, ckpt=ckpt, data=data))
+    work = tmp_path / 'work'
+    proc = run(root, 'tools/train.py', str(cfg), '--work-dir', str(work))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pool = json.loads((work / 'support_pool.json').read_text())
+    assert pool  # the standard pool is recorded in the work dir
+    proc = run(root, 'tools/test.py', str(cfg), str(work / 'epoch_2.pth'), '--work-dir', str(work))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    for key in ('mIoU', 'FBIoU', 'official.mIoU', 'IoU.agriculture', 'mIoU_ci95'):
+        assert key in log, key
+
+
+def test_episode_resample_hook(tmp_path):
+    from types import SimpleNamespace
+
+    from mmseg.registry import DATASETS
+
+    from ifa_mmseg.engine import EpisodeResampleHook
+    fake_layouts.write_deepglobe(str(tmp_path))
+    ds = DATASETS.build(dict(type='DeepglobeDataset', data_root=str(tmp_path), num_episodes=12, seed=3))
+    runner = SimpleNamespace(train_dataloader=SimpleNamespace(dataset=ds, persistent_workers=False), epoch=0)
+
+    def table():
+        return [(e['query']['img_path'], [s['img_path'] for s in e['supports']]) for e in map(ds.get_data_info,
+                                                                                            range(len(ds)))]
+
+    first = table()
+    EpisodeResampleHook().before_train_epoch(runner)
+    assert table() == first
+    runner.epoch = 1
+    EpisodeResampleHook().before_train_epoch(runner)
+    second = table()
+    assert second != first and len(second) == 12
+    assert [(e['query']['img_path'], [s['img_path'] for s in e['supports']])
+            for e in ds.generate_episodes(4)] == second
+    runner.train_dataloader.persistent_workers = True
+    with pytest.raises(ValueError, match='persistent_workers'):
+        EpisodeResampleHook().before_train_epoch(runner)
