@@ -1,40 +1,26 @@
 """Evaluate a checkpoint with an mmengine Runner (all episode seeds of the config)."""
 import argparse
-import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from ifa_mmseg.utils import setup_distributed
+from ifa_mmseg.utils import add_common_args, load_config, setup_distributed
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test an ifa-mmseg model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='the dir to save logs and results')
     parser.add_argument('--show-dir', help='write episode pictures (supports, ground truth, prediction) here')
     parser.add_argument('--num-vis', type=int, default=8, help='episodes drawn per seed with --show-dir')
     parser.add_argument('--out', help='also dump the per-episode predictions (pickle) to this file')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries, key=value')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_common_args(parser)
+    return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     cfg.load_from = args.checkpoint
     if args.show_dir is not None:
         cfg.default_hooks = cfg.get('default_hooks') or {}

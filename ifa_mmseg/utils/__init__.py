@@ -1,3 +1,4 @@
+from .cli import add_common_args, load_config
 from .dist import setup_distributed
 
-__all__ = ['setup_distributed']
+__all__ = ['add_common_args', 'load_config', 'setup_distributed']
