@@ -3,6 +3,7 @@ from . import transforms  # noqa: F401
 from .adaptation import IFAAdaptationDataset, ifa_augmentations, ifa_query_pipeline
 from .base_fewshot import BaseFewShotDataset, episode_pipeline
 from .chestxray import ChestXrayDataset
+from .collate import fewshot_collate
 from .deepglobe import DeepglobeDataset
 from .fss1000 import FSS1000Dataset
 from .isic import ISICDataset
@@ -12,6 +13,6 @@ from .synthetic import make_synthetic_benchmark
 
 __all__ = [
     'BaseFewShotDataset', 'ChestXrayDataset', 'DeepglobeDataset', 'FSS1000Dataset', 'IFAAdaptationDataset',
-    'ISICDataset', 'LayoutError', 'Pascal5iDataset', 'episode_pipeline', 'ifa_augmentations', 'ifa_query_pipeline',
-    'make_synthetic_benchmark'
+    'ISICDataset', 'LayoutError', 'Pascal5iDataset', 'episode_pipeline', 'fewshot_collate', 'ifa_augmentations',
+    'ifa_query_pipeline', 'make_synthetic_benchmark'
 ]

@@ -27,6 +27,7 @@ SHAPES = ('disk', 'ring', 'square', 'frame', 'triangle', 'diamond', 'cross', 'cr
           'ellipse', 'l_shape', 'hexagon')
 SOURCE_CLASS_LIST = 'synthetic_splits/source.txt'
 DOMAINS = ('source', 'deepglobe', 'isic', 'chestxray')
+JPEG = dict(quality=95)
 
 
 def _grid(size: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -153,6 +154,25 @@ def _mask_png(mask: np.ndarray) -> np.ndarray:
     return mask.astype(np.uint8) * 255
 
 
+def write_deepglobe(root: str, rng: np.random.Generator, size: int, num_tiles: int) -> None:
+    """Write ``num_tiles`` Deepglobe-like tiles in the Deepglobe layout under ``root``.
+
+    Tile ``t`` (``<100 + t>_sat_00.jpg``, JPEG quality 95) holds classes ``t mod 6``,
+    ``t+1 mod 6`` and one more drawn from ``rng``; it is copied into the folder of every
+    class it shows, beside a 3-channel 0/255 PNG mask of that class, as the official
+    preprocessing writes them.
+    """
+    base = os.path.join(root, 'Deepglobe', '04_train_cat')
+    for t in range(num_tiles):
+        third = rng.choice([c for c in range(6) if c not in (t % 6, (t + 1) % 6)])
+        img, labels = _tile(size, [t % 6, (t + 1) % 6, int(third)], rng)
+        for c in np.unique(labels).tolist():
+            folder = os.path.join(base, str(c + 1), 'test')
+            _save(img, os.path.join(folder, 'origin', f'{100 + t}_sat_00.jpg'), **JPEG)
+            _save(np.repeat(_mask_png(labels == c)[..., None], 3, -1),
+                  os.path.join(folder, 'groundtruth', f'{100 + t}_mask_00.png'))
+
+
 def make_synthetic_benchmark(root: str, seed: int = 0, size: int = 64, images_per_class: int = 10,
                              num_tiles: int = 24, lesions_per_class: int = 8, num_xrays: int = 20) -> Dict[str, dict]:
     """Write the benchmark under ``root``; return a dataset config (``type``, ``data_root``, ...) per domain.
@@ -168,27 +188,17 @@ def make_synthetic_benchmark(root: str, seed: int = 0, size: int = 64, images_pe
         num_xrays: Chest-X-ray-like images.
     """
     rngs = {d: np.random.default_rng([seed, i]) for i, d in enumerate(DOMAINS)}
-    jpeg = dict(quality=95)
 
     for c, kind in enumerate(SHAPES):
         for n in range(1, images_per_class + 1):
             img, mask = _source_image(kind, c, size, rngs['source'])
-            _save(img, os.path.join(root, 'FSS-1000', kind, f'{n}.jpg'), **jpeg)
+            _save(img, os.path.join(root, 'FSS-1000', kind, f'{n}.jpg'), **JPEG)
             _save(_mask_png(mask), os.path.join(root, 'FSS-1000', kind, f'{n}.png'))
     os.makedirs(os.path.join(root, os.path.dirname(SOURCE_CLASS_LIST)), exist_ok=True)
     with open(os.path.join(root, SOURCE_CLASS_LIST), 'w') as f:
         f.write(''.join(f'{k}\n' for k in SHAPES))
 
-    rng = rngs['deepglobe']
-    base = os.path.join(root, 'Deepglobe', '04_train_cat')
-    for t in range(num_tiles):
-        third = rng.choice([c for c in range(6) if c not in (t % 6, (t + 1) % 6)])
-        img, labels = _tile(size, [t % 6, (t + 1) % 6, int(third)], rng)
-        for c in np.unique(labels).tolist():
-            folder = os.path.join(base, str(c + 1), 'test')
-            _save(img, os.path.join(folder, 'origin', f'{100 + t}_sat_00.jpg'), **jpeg)
-            _save(np.repeat(_mask_png(labels == c)[..., None], 3, -1),
-                  os.path.join(folder, 'groundtruth', f'{100 + t}_mask_00.png'))
+    write_deepglobe(root, rngs['deepglobe'], size, num_tiles)
 
     rng = rngs['isic']
     for c in range(3):
@@ -196,7 +206,7 @@ def make_synthetic_benchmark(root: str, seed: int = 0, size: int = 64, images_pe
             stem = f'ISIC_{c * 1000 + n:07d}'
             img, mask = _lesion(c, size, rng)
             _save(img, os.path.join(root, 'ISIC', 'ISIC2018_Task1-2_Training_Input', str(c + 1), stem + '.jpg'),
-                  **jpeg)
+                  **JPEG)
             _save(_mask_png(mask), os.path.join(root, 'ISIC', 'ISIC2018_Task1_Training_GroundTruth',
                                                 stem + '_segmentation.png'))
 

@@ -32,18 +32,21 @@ class FewShotSegDataPreProcessor(BaseDataPreprocessor):
         self.register_buffer('std', torch.tensor(std).view(-1, 1, 1), False)
         self.bgr_to_rgb = bgr_to_rgb
 
-    def _normalize(self, imgs: Tensor) -> Tensor:
-        """[..., 3, H, W] uint8/float images -> normalised float."""
-        if self.bgr_to_rgb:
-            imgs = imgs.flip(-3)
-        return (imgs.float() - self.mean) / self.std
+    def _normalize(self, imgs: Sequence[Tensor]) -> Tensor:
+        """Images [..., 3, H, W] (uint8 or float, one shape) -> one normalised float32 batch.
+
+        Each image is cast into its slot of the preallocated batch and normalised there in
+        place: the values of ``(x.float() - mean) / std`` without batch-sized temporaries.
+        """
+        out = torch.empty((len(imgs), *imgs[0].shape), dtype=torch.float32, device=imgs[0].device)
+        for dst, img in zip(out, imgs):
+            dst.copy_(img.flip(-3) if self.bgr_to_rgb else img).sub_(self.mean).div_(self.std)
+        return out
 
     def forward(self, data: Dict[str, Any], training: bool = False) -> Dict[str, Any]:
         data = self.cast_data(data)
         samples = data['data_samples']
-        inputs = data['inputs']
-        query = inputs if isinstance(inputs, Tensor) else torch.stack(list(inputs))
-        supports = self._normalize(torch.stack([s.support_imgs for s in samples]))
+        supports = self._normalize([s.support_imgs for s in samples])
         for sample, sup in zip(samples, supports):
             sample.support_imgs = sup
-        return dict(inputs=self._normalize(query), data_samples=samples)
+        return dict(inputs=self._normalize(data['inputs']), data_samples=samples)

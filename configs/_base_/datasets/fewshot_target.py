@@ -14,7 +14,7 @@ test_dataloader = dict(
     num_workers=2,
     persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='pseudo_collate'),
+    collate_fn=dict(type='fewshot_collate'),
     dataset=test_dataset)
 test_evaluator = dict(
     type='FewShotIoUMetric',
@@ -26,5 +26,5 @@ train_dataloader = dict(
     batch_size=12,
     num_workers=0,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'),
+    collate_fn=dict(type='fewshot_collate'),
     dataset=dict(type='IFAAdaptationDataset', dataset=test_dataset, support_pool='standard', seed=0))

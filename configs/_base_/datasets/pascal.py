@@ -11,6 +11,6 @@ train_dataloader = dict(
     num_workers=4,
     persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'),
+    collate_fn=dict(type='fewshot_collate'),
     dataset=dict(type='Pascal5iDataset', data_root=data_root, fold=4, split='trn', shot=1, seed=0,
                  pipeline=pipeline))

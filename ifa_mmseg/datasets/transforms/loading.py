@@ -41,7 +41,8 @@ class LoadRGBImageFromFile(BaseTransform):
         self.backend_args = backend_args
 
     def transform(self, results: dict) -> dict:
-        img = np.array(open_image(results['img_path'], self.backend_args).convert('RGB'))
+        img = open_image(results['img_path'], self.backend_args)
+        img = np.array(img if img.mode == 'RGB' else img.convert('RGB'))
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = img.shape[:2]
