@@ -10,6 +10,8 @@ import torch
 from mmengine import Config
 from mmseg.registry import MODELS
 
+from ifa_mmseg.models import IFAResNet, convert_official
+
 from .helpers import fake_layouts
 from .helpers.official_recipe import official_trained_state_dict
 
@@ -85,9 +87,8 @@ def test_deepglobe_adaptation_and_test_on_fake_layout(root, tmp_path):
     data = str(tmp_path / 'data')
     fake_layouts.write_deepglobe(data)
     ckpt = str(tmp_path / 'source.pth')
-    sd = {('backbone.stem.' + k[len('layer0.0.'):] if k.startswith('layer0.0.') else
-           'backbone.stem.7.' + k[len('layer0.1.'):] if k.startswith('layer0.1.') else 'backbone.' + k): v
-          for k, v in official_trained_state_dict(50).items()}
+    backbone = convert_official(official_trained_state_dict(50), IFAResNet(depth=50).state_dict())
+    sd = {f'backbone.{k}': v for k, v in backbone.items()}
     torch.save(dict(state_dict=sd), ckpt)
     cfg = tmp_path / 'cfg.py'
     cfg.write_text(SMALL_CFG.format(root=root, ckpt=ckpt, data=data))
