@@ -50,6 +50,36 @@ def test_target_configs(root, target, shot):
     assert cfg.test_dataloader.dataset.episode_sampling == 'standard'
 
 
+@pytest.mark.parametrize('target', TARGETS)
+@pytest.mark.parametrize('shot', [1, 5])
+def test_official_protocol_configs(root, target, shot):
+    """``*_official.py``: official sampling and support pool, selection on seed-0 test episodes."""
+    batch = {1: 12, 5: 6}[shot]
+    source = load(root, f'pascal_source_{shot}shot_{target}_official')
+    adapt = load(root, f'{target}_{shot}shot_official')
+    assert source.train_cfg.val_begin == 3 and adapt.train_cfg.get('val_begin', 1) == 1
+    assert adapt.load_from == f'work_dirs/pascal_source_{shot}shot_{target}_official/best.pth'
+    assert adapt.source_config == f'configs/ifa/pascal_source_{shot}shot_{target}_official.py'
+    assert adapt.train_dataloader.dataset.support_pool == 'official'
+    assert adapt.train_dataloader.dataset.dataset.episode_sampling == 'official'
+    assert adapt.test_dataloader.dataset.episode_sampling == 'official'
+    assert adapt.test_evaluator.official_batch_size == {1: 96, 5: 48}[shot]
+    for cfg in (source, adapt):
+        assert cfg.train_dataloader.batch_size == batch
+        hook = cfg.default_hooks.checkpoint
+        assert (hook.type, hook.save_best, hook.rule) == ('FewShotCheckpointHook', 'official.mIoU', 'greater_equal')
+        val = cfg.val_dataloader
+        assert val.batch_size == batch and cfg.val_evaluator.official_batch_size == batch
+        assert (val.dataset.seed, val.dataset.shot, val.dataset.episode_sampling) == (0, shot, 'official')
+        assert val.dataset.type == adapt.test_dataloader.dataset.type
+        assert cfg.val_evaluator.official_num_classes == adapt.test_evaluator.official_num_classes
+        assert cfg.val_evaluator.protocols == ('official', )
+    if target == 'fss1000':
+        assert adapt.test_dataloader.dataset.split == source.val_dataloader.dataset.split == 'val'
+        assert adapt.test_evaluator.official_class_offset == adapt.val_evaluator.official_class_offset == 520
+        assert adapt.train_dataloader.dataset.pool_dataset is None
+
+
 @pytest.mark.parametrize('path', CONFIGS)
 def test_every_config_builds_its_model(path):
     cfg = Config.fromfile(path)
@@ -70,34 +100,50 @@ def test_missing_source_checkpoint_says_what_to_run(root, tmp_path):
     assert 'python tools/train.py configs/ifa/pascal_source_5shot.py' in proc.stderr
 
 
-SMALL_CFG = '''
-_base_ = '{root}/configs/ifa/deepglobe_1shot.py'
+SMALL = """
 small = [dict(type='LoadRGBImageFromFile'), dict(type='LoadBinaryMask', mode='threshold'),
          dict(type='FewShotResize', scale=(64, 64))]
 load_from = '{ckpt}'
 test_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(data_root='{data}', pipeline=small, num_episodes=12))
+test_cfg = dict(seeds=(0, 1))
+"""
+PROTOCOLS = dict(
+    # the standard pool avoids the queries of the evaluated seeds; the last epoch is tested
+    standard=("_base_ = '{root}/configs/ifa/deepglobe_1shot.py'" + SMALL + """
 train_dataloader = dict(batch_size=6, dataset=dict(eval_seeds=(0, 1),
                                                   dataset=dict(data_root='{data}', pipeline=small, num_episodes=12)))
 train_cfg = dict(max_epochs=2)
-test_cfg = dict(seeds=(0, 1))
-'''
+""", 'epoch_2.pth'),
+    # supports from the test pool, best epoch on the seed-0 test episodes
+    official=("_base_ = '{root}/configs/ifa/deepglobe_1shot_official.py'" + SMALL + """
+val_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(data_root='{data}', pipeline=small, num_episodes=12))
+train_dataloader = dict(dataset=dict(dataset=dict(data_root='{data}', pipeline=small, num_episodes=12)))
+train_cfg = dict(max_epochs=3)
+""", 'best.pth'))
 
 
-def test_deepglobe_adaptation_and_test_on_fake_layout(root, tmp_path):
+@pytest.mark.parametrize('protocol', sorted(PROTOCOLS))
+def test_deepglobe_adaptation_and_test_on_fake_layout(root, tmp_path, protocol):
     data = str(tmp_path / 'data')
     fake_layouts.write_deepglobe(data)
     ckpt = str(tmp_path / 'source.pth')
     backbone = convert_official(official_trained_state_dict(50), IFAResNet(depth=50).state_dict())
     sd = {f'backbone.{k}': v for k, v in backbone.items()}
     torch.save(dict(state_dict=sd), ckpt)
+    template, tested = PROTOCOLS[protocol]
     cfg = tmp_path / 'cfg.py'
-    cfg.write_text(SMALL_CFG.format(root=root, ckpt=ckpt, data=data))
+    cfg.write_text(template.format(root=root, ckpt=ckpt, data=data))
     work = tmp_path / 'work'
     proc = run(root, 'tools/train.py', str(cfg), '--work-dir', str(work))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    pool = json.loads((work / 'support_pool.json').read_text())
-    assert pool  # the standard pool is recorded in the work dir
-    proc = run(root, 'tools/test.py', str(cfg), str(work / 'epoch_2.pth'), '--work-dir', str(work))
+    if protocol == 'standard':
+        assert json.loads((work / 'support_pool.json').read_text())  # the pool is recorded in the work dir
+    else:
+        assert not (work / 'support_pool.json').exists()
+        log = proc.stdout + proc.stderr
+        assert log.count('official.mIoU:') == 3  # one selection evaluation per epoch
+        assert os.readlink(work / 'best.pth').startswith('best_official.mIoU_epoch_')
+    proc = run(root, 'tools/test.py', str(cfg), str(work / tested), '--work-dir', str(work))
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = proc.stdout + proc.stderr
     for key in ('mIoU', 'FBIoU', 'official.mIoU', 'IoU.agriculture', 'mIoU_ci95'):

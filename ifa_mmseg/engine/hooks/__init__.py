@@ -1,4 +1,5 @@
+from .checkpoint_hook import FewShotCheckpointHook
 from .episode_resample_hook import EpisodeResampleHook
 from .visualization_hook import FewShotVisualizationHook
 
-__all__ = ['EpisodeResampleHook', 'FewShotVisualizationHook']
+__all__ = ['EpisodeResampleHook', 'FewShotCheckpointHook', 'FewShotVisualizationHook']
