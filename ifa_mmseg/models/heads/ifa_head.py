@@ -191,37 +191,71 @@ class IFAHead(BaseModule):
             Logits [*, 2, H, W] by output key.
         """
         size = tuple(support_masks.shape[-2:]) if size is None else size
-        b = feat_q.shape[0]
-        fg_k = masked_average_pooling(feat_s, (support_masks == 1).to(feat_s.dtype), self.map_eps)
-        bg_k = masked_average_pooling(feat_s, (support_masks == 0).to(feat_s.dtype), self.map_eps)
-        # K-shot fusion: unweighted mean of the per-shot prototypes
-        fp = fg_k.unflatten(0, (-1, b)).mean(0)[..., None, None]
-        bp = bg_k.unflatten(0, (-1, b)).mean(0)[..., None, None]
+        fg_k, bg_k = self.shot_prototypes(feat_s, support_masks)
+        fp, bp = self.fuse_shots(fg_k, bg_k, feat_q.shape[0])
+        if not training:
+            return self.predict_query(feat_q, fp, bp, size)
 
         outs: Dict[str, Tensor] = {}
-        if not training:
-            it = self.bfp_iteration(fp, bp, feat_q, None, self.refine)
-            outs['q1'] = it['q']
-            if self.refine:
+        last = self._train_iterations()
+        for i in range(1, last + 1):
+            with_support = i < last or self._needs(f's{i}')
+            it = self.bfp_iteration(fp, bp, feat_q, feat_s if with_support else None,
+                                    refine=self.refine and i == 1)
+            outs[f'q{i}'] = it['q']
+            if i == 1 and self.refine:
                 outs['q_refine'] = it['q_refine']
-        else:
-            last = self._train_iterations()
-            for i in range(1, last + 1):
-                with_support = i < last or self._needs(f's{i}')
-                it = self.bfp_iteration(fp, bp, feat_q, feat_s if with_support else None,
-                                        refine=self.refine and i == 1)
-                outs[f'q{i}'] = it['q']
-                if i == 1 and self.refine:
-                    outs['q_refine'] = it['q_refine']
-                if with_support:
-                    outs[f's{i}'] = it['s']
-                    fp, bp = it['fp'], it['bp']
-            if self._needs('s_self'):
-                outs['s_self'] = cosine_logits(feat_s, fg_k[..., None, None], bg_k[..., None, None], self.scale)
-            if self._needs('q_self'):
-                if query_mask is None:
-                    raise ValueError('IFAHead needs query_mask in training to compute q_self')
-                outs['q_self'] = self._self_logits(feat_q, query_mask)
+            if with_support:
+                outs[f's{i}'] = it['s']
+                fp, bp = it['fp'], it['bp']
+        if self._needs('s_self'):
+            outs['s_self'] = cosine_logits(feat_s, fg_k[..., None, None], bg_k[..., None, None], self.scale)
+        if self._needs('q_self'):
+            if query_mask is None:
+                raise ValueError('IFAHead needs query_mask in training to compute q_self')
+            outs['q_self'] = self._self_logits(feat_q, query_mask)
+        return self._resize(outs, size)
+
+    def shot_prototypes(self, feat_s: Tensor, support_masks: Tensor) -> Tuple[Tensor, Tensor]:
+        """Foreground and background prototypes [N, C] of N support images.
+
+        Args:
+            feat_s: [N, C, h, w] support features.
+            support_masks: [N, H, W] binary masks (float or integer).
+        """
+        fg = masked_average_pooling(feat_s, (support_masks == 1).to(feat_s.dtype), self.map_eps)
+        bg = masked_average_pooling(feat_s, (support_masks == 0).to(feat_s.dtype), self.map_eps)
+        return fg, bg
+
+    @staticmethod
+    def fuse_shots(fg_k: Tensor, bg_k: Tensor, num_episodes: int) -> Tuple[Tensor, Tensor]:
+        """K-shot fusion: shot-major [K*B, C] prototypes -> [B, C, 1, 1], the unweighted mean over shots."""
+        return (fg_k.unflatten(0, (-1, num_episodes)).mean(0)[..., None, None],
+                bg_k.unflatten(0, (-1, num_episodes)).mean(0)[..., None, None])
+
+    def predict_query(self, feat_q: Tensor, fp: Tensor, bp: Tensor, size: Tuple[int, int]) -> Dict[str, Tensor]:
+        """Inference logits of queries against given support prototypes.
+
+        Support prototypes do not depend on the query, so a support set shared by
+        many queries is pooled once (:meth:`shot_prototypes`, :meth:`fuse_shots`).
+
+        Args:
+            feat_q: [B, C, h, w] query features.
+            fp, bp: [B, C, 1, 1] fused prototypes; [1, C, 1, 1] is shared by all B queries.
+            size: (H, W) of the returned logits.
+
+        Returns:
+            ``q1`` and, if the head refines, ``q_refine``: logits [B, 2, H, W].
+        """
+        b = feat_q.shape[0]
+        it = self.bfp_iteration(fp.expand(b, -1, -1, -1), bp.expand(b, -1, -1, -1), feat_q, None, self.refine)
+        outs = dict(q1=it['q'])
+        if self.refine:
+            outs['q_refine'] = it['q_refine']
+        return self._resize(outs, size)
+
+    def _resize(self, outs: Dict[str, Tensor], size: Tuple[int, int]) -> Dict[str, Tensor]:
+        """Feature-grid logits -> image size, in ``output_keys`` order."""
         return {k: F.interpolate(outs[k], size=size, mode='bilinear', align_corners=self.align_corners)
                 for k in self.output_keys if k in outs}
 

@@ -91,11 +91,41 @@ class IFASegmentor(BaseSegmentor):
         logits = self.forward_episode(inputs, supports, masks, query_mask)
         return self.decode_head.loss(logits, query_mask, masks.transpose(0, 1).flatten(0, 1))
 
+    @staticmethod
+    def _prediction(logits: Dict[str, Tensor]) -> Tensor:
+        """The prediction among the head's inference outputs: refined if the head refines."""
+        return logits['q_refine'] if 'q_refine' in logits else logits['q1']
+
     def encode_decode(self, inputs: Tensor, data_samples: SampleList) -> Tensor:
         """[B, 2, H, W] prediction logits (refined if the head refines)."""
         supports, masks = self._episode_tensors(inputs, data_samples)
-        logits = self.forward_episode(inputs, supports, masks)
-        return logits['q_refine'] if 'q_refine' in logits else logits['q1']
+        return self._prediction(self.forward_episode(inputs, supports, masks))
+
+    def encode_support(self, supports: Tensor, support_masks: Tensor) -> Tuple[Tensor, Tensor]:
+        """Prototypes of one support set, computed once for any number of queries.
+
+        Args:
+            supports: [K, 3, H, W] normalised support images.
+            support_masks: [K, H, W] binary masks.
+
+        Returns:
+            Foreground and background prototypes, [1, C, 1, 1] each (mean over the K shots).
+        """
+        feats = self.extract_feat(supports)
+        fg_k, bg_k = self.decode_head.shot_prototypes(feats, support_masks.to(feats.dtype))
+        return self.decode_head.fuse_shots(fg_k, bg_k, 1)
+
+    def predict_with_support(self, inputs: Tensor, prototypes: Tuple[Tensor, Tensor],
+                             data_samples: SampleList) -> SampleList:
+        """:meth:`predict` for queries that share one support set encoded by :meth:`encode_support`.
+
+        Args:
+            inputs: [B, 3, H, W] normalised query images.
+            prototypes: the (foreground, background) pair from :meth:`encode_support`.
+            data_samples: one per query; they receive ``seg_logits`` and ``pred_sem_seg``.
+        """
+        logits = self.decode_head.predict_query(self.extract_feat(inputs), *prototypes, size=inputs.shape[-2:])
+        return self.postprocess_result(self._prediction(logits), data_samples)
 
     def predict(self, inputs: Tensor, data_samples: OptSampleList = None) -> SampleList:
         """Adds ``seg_logits`` [2, H, W] and ``pred_sem_seg`` [1, H, W] to every sample."""

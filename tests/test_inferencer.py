@@ -1,0 +1,228 @@
+"""FewShotInferencer and tools/infer.py on generated scenes.
+
+No trained model is available, so the backbone is a randomly initialised IFAResNet-50
+(fixed seed). Its features still tell colours apart, so a support mask on the red object
+must find the red object in the queries, and a mask on the blue object must not.
+"""
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+from typing import List, Tuple
+
+import numpy as np
+import pytest
+import torch
+from mmcv.transforms import Compose
+from PIL import Image
+
+from ifa_mmseg.apis import FewShotInferencer
+from ifa_mmseg.datasets.transforms import UnreadableFileError
+from ifa_mmseg.models import IFAResNet
+
+CONFIG = 'configs/ifa/deepglobe_1shot.py'
+SIZE = 64  # model input size instead of 400, to keep the tests fast
+CFG_OPTIONS = {'test_dataloader.dataset.pipeline.2.scale': (SIZE, SIZE)}
+RED, BLUE = (220, 40, 40), (40, 60, 220)
+QUERY_SIZES = ((70, 64), (56, 80), (64, 64))  # (h, w): unlike each other and the model size
+RIGHT_IOU, WRONG_IOU = 0.4, 0.1  # measured: 0.49-0.62 and 0.00-0.02
+
+
+def scene(seed: int, h: int = 80, w: int = 96) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A red and a blue disk on grey noise: uint8 RGB [h, w, 3] and the red and blue masks (bool)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    cy = rng.uniform(0.35, 0.65) * h
+    r = rng.uniform(0.25, 0.3) * min(h, w)
+    red_x, blue_x = (0.27 * w, 0.73 * w) if rng.random() < 0.5 else (0.73 * w, 0.27 * w)
+    red = (yy - cy) ** 2 + (xx - red_x) ** 2 <= r ** 2
+    blue = (yy - (h - cy)) ** 2 + (xx - blue_x) ** 2 <= r ** 2
+    img = rng.normal(128, 25, (h, w, 1)).repeat(3, 2)
+    img = np.where(red[..., None], RED, np.where(blue[..., None], BLUE, img)) + rng.normal(0, 12, (h, w, 3))
+    return np.clip(img, 0, 255).astype(np.uint8), red, blue
+
+
+def iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    pred, gt = pred.astype(bool), gt.astype(bool)
+    return float((pred & gt).sum() / (pred | gt).sum())
+
+
+def save(array: np.ndarray, path) -> str:
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory) -> str:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        backbone = IFAResNet(depth=50).state_dict()
+    path = str(tmp_path_factory.mktemp('ckpt') / 'random_r50.pth')
+    torch.save(dict(state_dict={f'backbone.{k}': v for k, v in backbone.items()}), path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def inferencer(root, checkpoint) -> FewShotInferencer:
+    return FewShotInferencer(osp.join(root, CONFIG), checkpoint, 'cpu', cfg_options=CFG_OPTIONS)
+
+
+@pytest.fixture(scope='module')
+def episode():
+    """Two supports (images, red masks, blue masks) and three queries (images, red masks)."""
+    supports = [scene(seed) for seed in (0, 1)]
+    queries = [scene(10 + i, h, w) for i, (h, w) in enumerate(QUERY_SIZES)]
+    return ([s[0] for s in supports], [s[1] for s in supports], [s[2] for s in supports],
+            [q[0] for q in queries], [q[1] for q in queries])
+
+
+def test_same_class_support_finds_the_object(inferencer, episode):
+    imgs, red, blue, queries, gts = episode
+    right = inferencer(queries, imgs, red, batch_size=2, return_prob=True)
+    wrong = inferencer(queries, imgs, blue, batch_size=2)
+    right_iou = [iou(r['mask'], gt) for r, gt in zip(right, gts)]
+    wrong_iou = [iou(r['mask'], gt) for r, gt in zip(wrong, gts)]
+    print('IoU with red supports', np.round(right_iou, 3), 'with blue supports', np.round(wrong_iou, 3))
+    assert min(right_iou) > RIGHT_IOU and max(wrong_iou) < WRONG_IOU
+    for r, q in zip(right, queries):
+        assert r['mask'].shape == r['prob'].shape == q.shape[:2]  # each query's own size
+        assert r['mask'].dtype == np.uint8 and set(np.unique(r['mask'])) <= {0, 1}
+        assert r['prob'].dtype == np.float32 and 0 <= r['prob'].min() and r['prob'].max() <= 1
+        clear = np.abs(r['prob'] - 0.5) > 1e-4
+        assert np.array_equal(r['mask'][clear], (r['prob'][clear] > 0.5).astype(np.uint8))
+
+
+def test_supports_encoded_once_and_queries_batched(inferencer, episode):
+    imgs, red, _, queries, _ = episode
+    batches: List[int] = []
+    backbone = inferencer.model.backbone
+    forward = backbone.forward
+    backbone.forward = lambda x: batches.append(x.shape[0]) or forward(x)
+    try:
+        batched = inferencer(queries, imgs, red, batch_size=2, return_prob=True)
+    finally:
+        del backbone.forward
+    assert batches == [2, 2, 1]  # the K=2 supports once, then the queries in batches of 2
+    supports = inferencer.load_supports(imgs, red)
+    single = list(inferencer.predict(queries, supports, batch_size=1, return_prob=True))
+    for a, b in zip(batched, single):
+        assert np.allclose(a['prob'], b['prob'], atol=1e-5)
+
+
+def test_same_pixels_and_logits_as_the_test_pipeline(inferencer, episode, tmp_path):
+    """Files through the dataset transforms + IFASegmentor.predict give the inferencer's probabilities."""
+    imgs, red, _, queries, _ = episode
+    s_paths = [save(img, tmp_path / f's{k}.jpg') for k, img in enumerate(imgs)]
+    m_paths = [save(m.astype(np.uint8) * 255, tmp_path / f's{k}_mask.png') for k, m in enumerate(red)]
+    q_path = save(queries[0], tmp_path / 'q.png')
+    image = Compose([dict(type='LoadRGBImageFromFile'), dict(type='FewShotResize', scale=(SIZE, SIZE))])
+    support = Compose([dict(type='LoadRGBImageFromFile'), dict(type='LoadBinaryMask', mode='threshold'),
+                       dict(type='FewShotResize', scale=(SIZE, SIZE))])
+    pack = Compose([dict(type='PackFewShotInputs')])
+    packed = pack(dict(query=image(dict(img_path=q_path)),
+                       supports=[support(dict(img_path=i, seg_map_path=m)) for i, m in zip(s_paths, m_paths)]))
+    model = inferencer.model
+    with torch.no_grad():
+        data = model.data_preprocessor(dict(inputs=[packed['inputs']], data_samples=[packed['data_samples']]))
+        expected = model.predict(**data)[0].seg_logits.data.softmax(0)[1].numpy()
+    prob = inferencer(q_path, s_paths, m_paths, return_prob=True)[0]['prob']
+    assert prob.shape == queries[0].shape[:2]
+    assert np.allclose(prob, expected, atol=1e-5)
+
+
+def test_grey_rgb_mask_accepted_colour_mask_refused(inferencer, episode, tmp_path):
+    imgs, red, _, queries, _ = episode
+    grey = red[0].astype(np.uint8) * 255
+    rgb_grey = save(np.repeat(grey[..., None], 3, 2), tmp_path / 'grey_rgb.png')
+    expected = inferencer(queries[0], imgs[:1], [grey])[0]['mask']
+    assert np.array_equal(inferencer(queries[0], imgs[:1], [rgb_grey])[0]['mask'], expected)
+    colour = np.zeros((*grey.shape, 3), np.uint8)
+    colour[..., 0] = grey  # a red-on-black mask: the channels differ
+    path = save(colour, tmp_path / 'red_mask.png')
+    with pytest.raises(ValueError, match=re.escape(f'{path}: a mask must be single-channel')):
+        inferencer.load_supports(imgs[:1], [path])
+
+
+def test_bad_inputs_name_the_file(inferencer, episode, tmp_path):
+    imgs, red, _, queries, _ = episode
+    img_path = save(imgs[0], tmp_path / 'support.png')
+    small = save(red[0][:40].astype(np.uint8) * 255, tmp_path / 'small_mask.png')
+    with pytest.raises(ValueError, match=re.escape(f'{small}: the mask is 96x40 (w x h) but its image {img_path} '
+                                                   'is 96x80')):
+        inferencer.load_supports([img_path], [small])
+    broken = tmp_path / 'broken.png'
+    broken.write_bytes(b'not an image')
+    with pytest.raises(UnreadableFileError, match=re.escape(f'cannot read {broken}')):
+        inferencer.load_supports([str(broken)], [red[0]])
+    with pytest.raises(ValueError, match='2 images .* and 1 masks'):
+        inferencer.load_supports(imgs, red[:1])
+    with pytest.raises(ValueError, match='support image #0: an image array must be uint8 RGB'):
+        inferencer.load_supports([imgs[0].astype(np.float32)], red[:1])
+    supports = inferencer.load_supports(imgs, red)
+    missing = str(tmp_path / 'missing.jpg')
+    with pytest.raises(UnreadableFileError, match=re.escape(missing)):
+        inferencer.predict([queries[0], missing], supports)  # checked before the first prediction
+
+
+def test_empty_support_mask_warns_and_predicts(inferencer, episode):
+    imgs, red, _, queries, _ = episode
+    with pytest.warns(UserWarning, match='support mask #1: the support mask has no foreground'):
+        result = inferencer(queries[0], imgs, [red[0], np.zeros_like(red[1])])
+    assert result[0]['mask'].shape == queries[0].shape[:2]
+
+
+# ---------------------------------------------------------------------- tools/infer.py
+def run_infer(root, checkpoint, *args):
+    env = dict(os.environ, PYTHONPATH=root)
+    cmd = [sys.executable, '-W', 'ignore', 'tools/infer.py', CONFIG, checkpoint, '--device', 'cpu',
+           '--cfg-options', f'test_dataloader.dataset.pipeline.2.scale=({SIZE},{SIZE})', *args]
+    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+
+def write_supports(episode, folder) -> List[str]:
+    imgs, red, _, _, _ = episode
+    args = []
+    for k, (img, mask) in enumerate(zip(imgs, red)):
+        args += ['--support', save(img, folder / f'support{k}.png'),
+                 save(mask.astype(np.uint8) * 255, folder / f'support{k}_mask.png')]
+    return args
+
+
+def test_cli_writes_masks_overlays_and_probabilities(root, checkpoint, episode, tmp_path):
+    _, _, _, queries, gts = episode
+    qdir = tmp_path / 'queries'
+    qdir.mkdir()
+    for i, q in enumerate(queries):
+        save(q, qdir / f'q{i}.png')
+    out = tmp_path / 'out'
+    proc = run_infer(root, checkpoint, *write_supports(episode, tmp_path), '--query', str(qdir),
+                     '--out', str(out), '--batch-size', '2', '--save-prob')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '3/3' in proc.stdout  # the progress bar
+    assert sorted(os.listdir(out)) == ['masks', 'overlays', 'probs']
+    for i, (q, gt) in enumerate(zip(queries, gts)):
+        mask = np.asarray(Image.open(out / 'masks' / f'q{i}.png'))
+        assert mask.shape == q.shape[:2] and set(np.unique(mask)) <= {0, 255}
+        assert iou(mask == 255, gt) > RIGHT_IOU
+        assert np.load(out / 'probs' / f'q{i}.npy').shape == q.shape[:2]
+        overlay = np.asarray(Image.open(out / 'overlays' / f'q{i}.png'))
+        assert overlay.shape == (q.shape[0], 4 * q.shape[1] + 3 * 4, 3)  # 2 supports | query | prediction
+    assert sorted(os.listdir(tmp_path)) == ['out', 'queries', *sorted(
+        f'support{k}{s}.png' for k in range(2) for s in ('', '_mask'))]  # no temporary folder left
+
+
+def test_cli_bad_input_writes_nothing(root, checkpoint, episode, tmp_path):
+    supports = write_supports(episode, tmp_path)
+    out = tmp_path / 'out'
+    proc = run_infer(root, checkpoint, *supports[:-1], '--query', supports[1], '--out', str(out))
+    assert proc.returncode != 0
+    assert f'--support takes an image and its mask, got 1 path(s): {supports[-2]}' in proc.stderr
+    qdir = tmp_path / 'queries'
+    qdir.mkdir()
+    save(episode[3][0], qdir / 'a.png')
+    (qdir / 'b.jpg').write_bytes(b'\xff\xd8 truncated')
+    proc = run_infer(root, checkpoint, *supports, '--query', str(qdir), '--out', str(out))
+    assert proc.returncode != 0
+    assert f'cannot read {qdir / "b.jpg"}' in proc.stderr
+    assert not out.exists() and not [p for p in os.listdir(tmp_path) if p.startswith('.')]

@@ -1,0 +1,143 @@
+"""Segment query images given K support images and their masks; write masks and pictures.
+
+    python tools/infer.py CONFIG CKPT --support IMG MASK [--support IMG MASK ...]
+        --query PATH_OR_DIR [...] --out DIR [--batch-size N] [--device cpu] [--save-prob]
+
+Writes, for every query ``<stem>.<ext>``: ``DIR/masks/<stem>.png`` (0/255, the query's
+size), ``DIR/overlays/<stem>.png`` (supports with masks | query | query with prediction)
+and, with ``--save-prob``, ``DIR/probs/<stem>.npy`` (float32 foreground probability).
+Every input is checked before any prediction; outputs are written to a temporary folder
+and moved into DIR only once every query has been predicted.
+"""
+import argparse
+import os
+import os.path as osp
+import shutil
+import sys
+import tempfile
+from typing import Dict, Iterator, List
+
+import numpy as np
+import torch
+from mmengine.config import DictAction
+from mmengine.utils import ProgressBar, scandir
+from PIL import Image
+
+from ifa_mmseg.apis import FewShotInferencer, SupportSet
+from ifa_mmseg.visualization import episode_panel
+
+IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Few-shot segmentation of query images with an ifa-mmseg model',
+        usage='%(prog)s CONFIG CHECKPOINT --support IMG MASK [--support IMG MASK ...] --query PATH_OR_DIR '
+        '[PATH_OR_DIR ...] --out DIR [options]')
+    parser.add_argument('config', help='config file (model and dataset pipeline)')
+    parser.add_argument('checkpoint', help='segmentor checkpoint')
+    # two paths each, counted by support_pairs() so that a missing mask is reported with its image's name
+    parser.add_argument('--support', nargs='+', action='append', required=True, metavar='PATH',
+                        help='a support image and its mask (--support IMG MASK); repeat for K shots')
+    parser.add_argument('--query', nargs='+', required=True, metavar='PATH_OR_DIR',
+                        help='query images, or folders whose images are all queries')
+    parser.add_argument('--out', required=True, metavar='DIR', help='output folder')
+    parser.add_argument('--batch-size', type=int, default=1, help='queries per forward pass')
+    parser.add_argument('--device', help='torch device (default: cuda if available, else cpu)')
+    parser.add_argument('--save-prob', action='store_true', help='also save foreground probabilities (.npy)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries, key=value')
+    return parser.parse_args()
+
+
+def support_pairs(groups: List[List[str]]) -> List[List[str]]:
+    """Each ``--support`` must give exactly an image and its mask."""
+    for group in groups:
+        if len(group) != 2:
+            raise ValueError(f'--support takes an image and its mask, got {len(group)} path(s): {" ".join(group)}')
+    return groups
+
+
+def list_queries(paths: List[str]) -> List[str]:
+    """Query files from files and folders (a folder's images, sorted, not recursive)."""
+    queries = []
+    for path in paths:
+        if osp.isdir(path):
+            found = sorted(scandir(path, IMG_EXTENSIONS, case_sensitive=False))
+            if not found:
+                raise ValueError(f'query folder {path} holds no image ({", ".join(IMG_EXTENSIONS)})')
+            queries += [osp.join(path, f) for f in found]
+        else:
+            queries.append(path)  # checked, with the others, by the inferencer
+    return queries
+
+
+def output_stems(queries: List[str]) -> List[str]:
+    """Output names: each query's file stem, which must be unique."""
+    seen: Dict[str, str] = {}
+    for query in queries:
+        stem = osp.splitext(osp.basename(query))[0]
+        if stem in seen:
+            raise ValueError(f'queries {seen[stem]} and {query} would both be written as {stem}.png: rename one')
+        seen[stem] = query
+    return list(seen)
+
+
+def write_result(tmp: str, stem: str, result: dict, supports: SupportSet) -> None:
+    """Mask PNG, overlay picture and, when predicted, the probability map of one query."""
+    Image.fromarray(result['mask'] * 255).save(osp.join(tmp, 'masks', f'{stem}.png'))
+    query = torch.from_numpy(result['img']).permute(2, 0, 1)
+    panel = episode_panel(supports.imgs, supports.masks, query, None, torch.from_numpy(result['mask']))
+    Image.fromarray(panel).save(osp.join(tmp, 'overlays', f'{stem}.png'))
+    if 'prob' in result:
+        np.save(osp.join(tmp, 'probs', f'{stem}.npy'), result['prob'])
+
+
+def write_outputs(tmp: str, stems: List[str], results: Iterator[dict], supports: SupportSet,
+                  save_prob: bool) -> None:
+    """Predict query after query (with a progress bar) and write each one's files under ``tmp``."""
+    for sub in ('masks', 'overlays') + (('probs', ) if save_prob else ()):
+        os.mkdir(osp.join(tmp, sub))
+    progress = ProgressBar(len(stems))
+    for stem, result in zip(stems, results):
+        write_result(tmp, stem, result, supports)
+        progress.update()
+
+
+def publish(tmp: str, out: str) -> None:
+    """Move every finished file from ``tmp`` into ``out`` (same file system, so each move is atomic)."""
+    for sub in os.listdir(tmp):
+        os.makedirs(osp.join(out, sub), exist_ok=True)
+        for name in os.listdir(osp.join(tmp, sub)):
+            os.replace(osp.join(tmp, sub, name), osp.join(out, sub, name))
+
+
+def main() -> None:
+    args = parse_args()
+    try:
+        if osp.exists(args.out) and not osp.isdir(args.out):
+            raise ValueError(f'--out {args.out} is a file, not a folder')
+        pairs = support_pairs(args.support)
+        queries = list_queries(args.query)
+        stems = output_stems(queries)
+        inferencer = FewShotInferencer(args.config, args.checkpoint, args.device, args.cfg_options)
+        supports = inferencer.load_supports([p[0] for p in pairs], [p[1] for p in pairs])
+        results = inferencer.predict(queries, supports, args.batch_size, args.save_prob)
+    except (ValueError, OSError) as err:
+        sys.exit(f'error: {err}')
+
+    out = osp.abspath(args.out)
+    os.makedirs(osp.dirname(out), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f'.{osp.basename(out)}.', dir=osp.dirname(out))
+    try:
+        try:
+            write_outputs(tmp, stems, results, supports, args.save_prob)
+        except (ValueError, OSError) as err:  # a query that passed the check but fails to load now
+            sys.exit(f'\nerror: {err}\nnothing was written to {out}')
+        publish(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f'\n{len(stems)} queries: masks and overlays in {out}')
+
+
+if __name__ == '__main__':
+    main()
