@@ -99,3 +99,42 @@ def test_errors():
     metric = FewShotIoUMetric(protocols=('standard', ))
     with pytest.raises(ValueError, match='twice'):
         run_metric(metric, data + data[:1], 4)
+
+
+def test_original_resolution(tmp_path):
+    """Scoring at each query's stored size: masks re-read from disk, logits resized to them."""
+    from mmseg.registry import DATASETS
+    from PIL import Image
+
+    from .helpers import fake_layouts
+    fake_layouts.write_deepglobe(str(tmp_path))  # images of 18-40 px a side, never square by design
+    pipeline = [dict(type='LoadRGBImageFromFile'), dict(type='LoadBinaryMask'),
+                dict(type='FewShotResize', scale=(32, 32))]
+    ds = DATASETS.build(dict(type='DeepglobeDataset', data_root=str(tmp_path), num_episodes=12, pipeline=pipeline))
+    data, on_disk = [], []
+    for i in range(len(ds)):
+        sample = ds[i]['data_samples']
+        logits = 10 * torch.nn.functional.one_hot(sample.gt_sem_seg.data[0], 2).permute(2, 0, 1).float()
+        sample.seg_logits = PixelData(data=logits)
+        sample.pred_sem_seg = PixelData(data=logits.argmax(0, keepdim=True))
+        data.append(sample.to_dict())
+        on_disk.append(torch.from_numpy(np.asarray(Image.open(sample.seg_map_path).convert('L')) >= 128).long())
+    assert any(gt.shape != (32, 32) for gt in on_disk)
+
+    def mean_iou(**kwargs):
+        return run_metric(FewShotIoUMetric(protocols=('standard', ), **kwargs), data, 5)['mIoU']
+
+    assert mean_iou() == 100.0
+    counts = []
+    for sample, gt in zip(data, on_disk):
+        up = torch.nn.functional.interpolate(sample['seg_logits']['data'][None], size=gt.shape, mode='bilinear',
+                                             align_corners=True)[0]
+        counts.append(episode_counts(up.argmax(0), gt))
+    expected = 100 * standard_iou(np.array([s['class_id'] for s in data]), np.stack(counts))['mIoU']
+    original = mean_iou(resolution='original')
+    assert original == pytest.approx(expected, abs=1e-9) and 50 < original < 100
+    for sample, gt in zip(data, on_disk):  # the model already resized (test_cfg.resize_to_original)
+        sample['seg_logits']['data'] = torch.nn.functional.one_hot(gt, 2).permute(2, 0, 1).float()
+    assert mean_iou(resolution='original') == 100.0
+    with pytest.raises(ValueError, match='resolution'):
+        FewShotIoUMetric(protocols=('standard', ), resolution='400')

@@ -3,9 +3,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger, print_log
-from mmseg.registry import METRICS
+from mmseg.registry import METRICS, TRANSFORMS
 from prettytable import PrettyTable
 
 
@@ -98,6 +99,11 @@ class FewShotIoUMetric(BaseMetric):
     Each data sample needs ``pred_sem_seg``, ``gt_sem_seg`` and metainfo ``episode``
     and ``class_id``. Values are percentages.
 
+    ``resolution='model'`` scores at the model's input size (400x400), as the official
+    code. ``'original'`` scores every query at its own size: the mask is read again from
+    ``seg_map_path`` with ``gt_loader`` and the logits are resized bilinearly to it
+    (unless the model already did, ``test_cfg.resize_to_original``).
+
     Args:
         protocols: any of ``'standard'``, ``'official'``.
         official_batch_size: the official test batch size (96 for 1-shot, 48 for 5-shot).
@@ -106,6 +112,9 @@ class FewShotIoUMetric(BaseMetric):
             (520 for FSS-1000 val, as the official loader).
         class_names: names for the per-class table.
         ignore_index: label excluded from all counts.
+        resolution: ``'model'`` or ``'original'``.
+        gt_loader: mask transform for ``'original'`` (the pipeline's ``LoadBinaryMask``).
+        align_corners: of the bilinear resize for ``'original'`` (the head's setting).
     """
 
     def __init__(self,
@@ -115,6 +124,9 @@ class FewShotIoUMetric(BaseMetric):
                  official_class_offset: int = 0,
                  class_names: Optional[Sequence[str]] = None,
                  ignore_index: int = 255,
+                 resolution: str = 'model',
+                 gt_loader: dict = dict(type='LoadBinaryMask', mode='threshold'),
+                 align_corners: bool = True,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
@@ -123,7 +135,12 @@ class FewShotIoUMetric(BaseMetric):
             raise ValueError(f'unknown protocols {sorted(unknown)}; use standard and/or official')
         if 'official' in protocols and (official_batch_size is None or official_num_classes is None):
             raise ValueError('the official protocol needs official_batch_size and official_num_classes')
+        if resolution not in ('model', 'original'):
+            raise ValueError(f"resolution must be 'model' or 'original', got {resolution!r}")
         self.protocols = tuple(protocols)
+        self.resolution = resolution
+        self.gt_loader = TRANSFORMS.build(gt_loader) if resolution == 'original' else None
+        self.align_corners = align_corners
         self.official_batch_size = official_batch_size
         self.official_num_classes = official_num_classes
         self.official_class_offset = official_class_offset
@@ -132,13 +149,29 @@ class FewShotIoUMetric(BaseMetric):
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
-            pred = sample['pred_sem_seg']['data'][0]
-            gt = sample['gt_sem_seg']['data'][0].to(pred.device)
+            if self.resolution == 'original':
+                pred, gt = self._at_original_size(sample)
+            else:
+                pred = sample['pred_sem_seg']['data'][0]
+                gt = sample['gt_sem_seg']['data'][0].to(pred.device)
             if pred.shape != gt.shape:
                 raise ValueError(f'episode {sample["episode"]}: prediction {tuple(pred.shape)} and ground '
                                  f'truth {tuple(gt.shape)} differ in size')
             self.results.append((sample['episode'], sample['class_id'],
                                  episode_counts(pred, gt, self.ignore_index)))
+
+    def _at_original_size(self, sample: dict) -> tuple:
+        """(prediction, mask), [H, W] each, at the query's size as stored on disk."""
+        meta = {k: sample[k] for k in ('seg_map_path', 'img_path', 'ori_shape', 'mask_label') if k in sample}
+        if 'seg_map_path' not in meta:
+            raise ValueError(f'episode {sample["episode"]}: scoring at the original resolution needs the '
+                             "query's seg_map_path in the metainfo")
+        gt = torch.from_numpy(self.gt_loader(meta)['gt_seg_map'])
+        logits = sample['seg_logits']['data']
+        if logits.shape[-2:] != gt.shape:
+            logits = F.interpolate(logits[None].float(), size=gt.shape, mode='bilinear',
+                                   align_corners=self.align_corners)[0]
+        return logits.argmax(0), gt.to(logits.device)
 
     def compute_metrics(self, results: List[tuple]) -> Dict[str, float]:
         episodes = np.array([r[0] for r in results])

@@ -32,7 +32,7 @@ class PackFewShotInputs(BaseTransform):
     def __init__(self,
                  meta_keys: Sequence[str] = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape',
                                              'scale_factor', 'class_id', 'episode',
-                                             'pseudo_query_index')) -> None:
+                                             'pseudo_query_index', 'mask_label')) -> None:
         self.meta_keys = tuple(meta_keys)
 
     def transform(self, results: dict) -> dict:
