@@ -176,3 +176,32 @@ def test_episode_resample_hook(tmp_path):
     runner.train_dataloader.persistent_workers = True
     with pytest.raises(ValueError, match='persistent_workers'):
         EpisodeResampleHook().before_train_epoch(runner)
+
+
+@pytest.fixture(scope='module')
+def released_checkpoint(root, tmp_path_factory):
+    """An official-format trained checkpoint converted with the documented command."""
+    folder = tmp_path_factory.mktemp('released')
+    torch.save(official_trained_state_dict(50), folder / 'official.pth')
+    proc = run(root, 'tools/model_converters/ifa_official_to_mmseg.py', str(folder / 'official.pth'),
+               str(folder / 'converted.pth'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return str(folder / 'converted.pth')
+
+
+WRITERS = dict(deepglobe=fake_layouts.write_deepglobe, isic=fake_layouts.write_isic,
+               chestxray=fake_layouts.write_chestxray,
+               fss1000=lambda root: fake_layouts.write_fss1000(root, fake_layouts.fss_classes('val')))
+
+
+@pytest.mark.parametrize('target', TARGETS)
+def test_released_checkpoint_under_the_official_protocol(root, tmp_path, released_checkpoint, target):
+    """README's route for the released models: convert, then tools/test.py with the *_official.py config."""
+    data = str(tmp_path / 'data')
+    WRITERS[target](data)
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text(f"_base_ = '{root}/configs/ifa/{target}_1shot_official.py'" + SMALL.format(ckpt='', data=data))
+    proc = run(root, 'tools/test.py', str(cfg), released_checkpoint, '--work-dir', str(tmp_path / 'work'),
+               '--cfg-options', 'test_cfg.seeds=[0]')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'official.mIoU' in proc.stdout + proc.stderr
