@@ -1,7 +1,7 @@
 """tools/demo.py end to end in its quick form: every stage runs and the outputs are written."""
 import json
 
-from .test_tools import run
+from .helpers.launch import run
 
 
 def test_quick_demo(root, tmp_path):

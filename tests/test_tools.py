@@ -1,21 +1,10 @@
 """Our tools/train.py and tools/test.py, single process and 2-process gloo (torchrun)."""
-import os
-import subprocess
-import sys
-
 import numpy as np
 import torch
 from PIL import Image
 
 from ifa_mmseg.compat import safe_torch_load
-
-CONFIG = 'tests/helpers/toy_config.py'
-
-
-def run(root, *args, timeout=600):
-    env = dict(os.environ, PYTHONPATH=root)
-    return subprocess.run([sys.executable, '-W', 'ignore', *args], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+from tests.helpers.launch import TOY_CONFIG as CONFIG, run, run_sh
 
 
 def test_train_then_test(root, tmp_path):
@@ -39,10 +28,8 @@ def test_torchrun_two_cpu_processes_match_one(root, tmp_path):
     """tools/dist_train.sh: same global batch (2) on 1 process and on 2 gloo processes -> same weights."""
     one = run(root, 'tools/train.py', CONFIG, '--work-dir', str(tmp_path / 'one'))
     assert one.returncode == 0, one.stderr[-3000:]
-    env = dict(os.environ, PORT='29581', PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'])
-    two = subprocess.run(['bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir', str(tmp_path / 'two'),
-                          '--cfg-options', 'train_dataloader.batch_size=1'], cwd=root, env=env,
-                         capture_output=True, text=True, timeout=600)
+    two = run_sh(root, 'dist_train.sh', CONFIG, '2', '--work-dir', str(tmp_path / 'two'), '--cfg-options',
+                 'train_dataloader.batch_size=1', port=29581)
     assert two.returncode == 0, two.stderr[-3000:]
     a = safe_torch_load(str(tmp_path / 'one' / 'iter_2.pth'))['state_dict']
     b = safe_torch_load(str(tmp_path / 'two' / 'iter_2.pth'))['state_dict']

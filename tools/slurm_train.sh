@@ -12,6 +12,9 @@ SRUN_ARGS=${SRUN_ARGS:-""}
 ROOT="$(dirname "$0")/.."
 GRES=""
 if [ "${NO_GPU:-0}" = "0" ]; then GRES="--gres=gpu:${GPUS_PER_NODE}"; fi
+# torchrun sets OMP_NUM_THREADS=1, srun sets nothing: without CPU binding every task would start one
+# thread per core of the node and the tasks would oversubscribe it.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$CPUS_PER_TASK}
 
 PYTHONPATH="$ROOT":$PYTHONPATH \
 srun -p ${PARTITION} \
