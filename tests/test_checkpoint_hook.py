@@ -38,11 +38,12 @@ class TinyModel(BaseModel):
 
 
 def run(tmp_path, rule: str, val_begin: int = 1) -> Runner:
+    # a fresh experiment name: runners made within one second would otherwise share a MessageHub (and best score)
     ScriptedScoreMetric.calls = 0
     loader = dict(dataset=[dict(inputs=torch.ones(1))] * 2, batch_size=2, sampler=dict(type='DefaultSampler', shuffle=False),
                   collate_fn=dict(type='pseudo_collate'))
     runner = Runner(
-        model=TinyModel(), work_dir=str(tmp_path), default_scope='mmseg',
+        model=TinyModel(), work_dir=str(tmp_path), default_scope='mmseg', experiment_name=tmp_path.name,
         train_dataloader=loader, val_dataloader=loader, val_evaluator=dict(type='ScriptedScoreMetric'),
         train_cfg=dict(by_epoch=True, max_epochs=4, val_begin=val_begin), val_cfg=dict(),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.0)),
