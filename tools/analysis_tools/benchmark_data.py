@@ -19,15 +19,13 @@ and the min-max spread. Example (Deepglobe-like 408 px JPEG tiles written to a t
     python tools/analysis_tools/benchmark_data.py --synthetic --official-root /path/to/IFA
 """
 import argparse
-import contextlib
-import importlib
 import os
 import statistics
 import sys
 import tempfile
 import time
 import types
-from typing import Callable, Iterator, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +35,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 import ifa_mmseg  # noqa: F401  (registers the datasets, transforms and the data preprocessor)
 from ifa_mmseg.datasets.synthetic import write_deepglobe
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_utils import import_official, summary, working_dir  # noqa: E402
 
 # our dataset kind -> (our dataset config, the official benchmark name)
 KINDS = dict(deepglobe=(dict(type='DeepglobeDataset'), 'deepglobe'),
@@ -86,16 +87,6 @@ def our_pass(dataset: Dataset, batch_size: int, workers: int, collate: str) -> C
     return run
 
 
-@contextlib.contextmanager
-def working_dir(path: str) -> Iterator[None]:
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
 def import_official_factory(official_root: str) -> type:
     """The official ``data.dataset.FSSDataset``, imported from ``official_root``.
 
@@ -104,11 +95,7 @@ def import_official_factory(official_root: str) -> type:
     not installed.
     """
     sys.modules.setdefault('albumentations', types.ModuleType('albumentations'))
-    sys.path.insert(0, os.path.abspath(official_root))
-    try:
-        return importlib.import_module('data.dataset').FSSDataset
-    finally:
-        sys.path.pop(0)
+    return import_official(official_root, 'data.dataset').FSSDataset
 
 
 def official_pass(factory: type, official_root: str, benchmark: str, data_root: str, shot: int, episodes: int,
@@ -138,10 +125,6 @@ def timed(run: Callable[[], None], episodes: int) -> float:
     start = time.perf_counter()
     run()
     return episodes / (time.perf_counter() - start)
-
-
-def summary(rates: List[float]) -> str:
-    return f'{statistics.median(rates):8.1f} [{min(rates):.1f}-{max(rates):.1f}]'
 
 
 def benchmark(args: argparse.Namespace, data_root: str) -> List[str]:

@@ -1,3 +1,3 @@
-from .ifa_resnet import BottleneckNoOutReLU, IFAResNet
+from .ifa_resnet import IFABottleneck, IFAResNet
 
-__all__ = ['BottleneckNoOutReLU', 'IFAResNet']
+__all__ = ['IFABottleneck', 'IFAResNet']

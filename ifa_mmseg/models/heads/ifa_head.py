@@ -1,12 +1,15 @@
 """IFA head: SSP prototypes, bidirectional few-shot prediction (BFP), iterations."""
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
+import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from .prototypes import cosine_logits, masked_average_pooling, self_support_prototypes
+from ..backbones.ifa_resnet import cpu_chunk_size
+from .prototypes import (Tokens, masked_average_pooling, to_tokens, token_cosine_logits, token_prototype,
+                         token_self_support, tokens_to_map)
 
 # IFA fine-tuning loss (official ifa.py); source training zeroes the iteration 2/3 terms.
 IFA_LOSS_WEIGHTS = dict(q_refine=1.0, q1=1.0, q_self=1.0, s_self=0.2, s1=0.4, q2=0.1, s2=0.1, q3=0.1, s3=0.1)
@@ -121,63 +124,67 @@ class IFAHead(BaseModule):
         return x.unflatten(0, (shot, -1)).mean(0)
 
     # ------------------------------------------------------------------ one BFP iteration
-    def _ssp(self, feat: Tensor, logits: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        return self_support_prototypes(feat, logits, **self.ssp_cfg)
+    def _logits(self, feat: Tokens, fp: Tensor, bp: Tensor) -> Tensor:
+        return token_cosine_logits(feat.unit, fp, bp, self.scale)
 
-    def _update(self, fp: Tensor, feat: Tensor, logits: Tensor) -> Tuple[Tensor, Tensor]:
+    def _update(self, fp: Tensor, feat: Tokens, logits: Tensor) -> Tuple[Tensor, Tensor]:
         """Mix ``fp`` with the SSP foreground; background purely from SSP."""
-        ssfp, ssbp, asbp = self._ssp(feat, logits)
+        ssfp, ssbp, asbp = token_self_support(feat, logits, **self.ssp_cfg)
         return fp * self.fg_mix[0] + ssfp * self.fg_mix[1], ssbp * self.bg_mix[0] + asbp * self.bg_mix[1]
 
-    def bfp_iteration(self, fp: Tensor, bp: Tensor, feat_q: Tensor, feat_s: Optional[Tensor],
+    def bfp_iteration(self, fp: Tensor, bp: Tensor, feat_q: Tokens, feat_s: Optional[Tokens],
                       refine: bool) -> Dict[str, Tensor]:
-        """One BFP iteration at feature resolution.
+        """One BFP iteration at feature resolution, in the token layout (see ``prototypes``).
 
         Args:
-            fp: [B, C, 1, 1] foreground prototype.
-            bp: [B, C, 1, 1] or [B, C, h, w] background prototype.
-            feat_q: [B, C, h, w] query features.
-            feat_s: [K*B, C, h, w] shot-major support features, or None to skip the
-                support direction.
+            fp: [B, 1, C] foreground prototype.
+            bp: [B, 1, C] or [B, L, C] background prototype.
+            feat_q: query features, B rows.
+            feat_s: shot-major support features, K*B rows, or None to skip the support
+                direction.
             refine: also compute the refined query logits.
 
         Returns:
-            ``q`` [B, 2, h, w], ``q_refine`` (if refine), and with ``feat_s``: ``s``
-            [K*B, 2, h, w] plus the support-side prototypes ``fp``, ``bp`` ([B, ...])
+            ``q`` [B, L, 2], ``q_refine`` (if refine), and with ``feat_s``: ``s``
+            [K*B, L, 2] plus the support-side prototypes ``fp``, ``bp`` ([B, ...])
             for the next iteration.
         """
         out: Dict[str, Tensor] = {}
-        fp1, bp1 = self._update(fp, feat_q, cosine_logits(feat_q, fp, bp, self.scale))
-        out['q'] = q1 = cosine_logits(feat_q, fp1, bp1, self.scale)
+        fp1, bp1 = self._update(fp, feat_q, self._logits(feat_q, fp, bp))
+        out['q'] = q1 = self._logits(feat_q, fp1, bp1)
         if refine:
             fp2, bp2 = self._update(fp, feat_q, q1)
             a, b, c = self.refine_mix
             fp2 = fp * a + fp1 * b + fp2 * c
             bp2 = bp * a + bp1 * b + bp2 * c
-            out['q_refine'] = (cosine_logits(feat_q, fp2, bp2, self.scale) * self.refine_logit_mix[0]
-                               + q1 * self.refine_logit_mix[1])
+            out['q_refine'] = self._logits(feat_q, fp2, bp2) * self.refine_logit_mix[0] + q1 * self.refine_logit_mix[1]
         if feat_s is not None:
-            shot = feat_s.shape[0] // feat_q.shape[0]
+            shot = feat_s.raw.shape[0] // feat_q.raw.shape[0]
             fp_s, bp_s = self._update(
                 self._to_support_rows(fp, shot), feat_s,
-                cosine_logits(feat_s, self._to_support_rows(fp1, shot), self._to_support_rows(bp1, shot),
-                              self.scale))
-            out['s'] = cosine_logits(feat_s, fp_s, bp_s, self.scale)
+                self._logits(feat_s, self._to_support_rows(fp1, shot), self._to_support_rows(bp1, shot)))
+            out['s'] = self._logits(feat_s, fp_s, bp_s)
             out['fp'] = self._from_support_rows(fp_s, shot)
             out['bp'] = self._from_support_rows(bp_s, shot)
         return out
 
     # ------------------------------------------------------------------ forward
-    def _self_logits(self, feat: Tensor, mask: Tensor) -> Tensor:
-        """Logits of ``feat`` against its own ground-truth prototypes."""
-        fg = masked_average_pooling(feat, (mask == 1).to(feat.dtype), self.map_eps)[..., None, None]
-        bg = masked_average_pooling(feat, (mask == 0).to(feat.dtype), self.map_eps)[..., None, None]
-        return cosine_logits(feat, fg, bg, self.scale)
+    def _self_logits(self, feat: Tensor, tokens: Tokens, mask: Tensor) -> Tensor:
+        """Token logits of ``feat`` ([N, C, h, w], ``tokens``) against its own ground-truth prototypes."""
+        fg = masked_average_pooling(feat, (mask == 1).to(feat.dtype), self.map_eps)
+        bg = masked_average_pooling(feat, (mask == 0).to(feat.dtype), self.map_eps)
+        return self._logits(tokens, fg[:, None], bg[:, None])
 
     def forward(self, feat_q: Tensor, feat_s: Tensor, support_masks: Tensor,
                 query_mask: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None,
                 training: bool = False) -> Dict[str, Tensor]:
         """Few-shot logits for a batch of episodes.
+
+        On CPU the episodes go through in chunks whose support features stay below
+        glibc's mmap threshold (:func:`cpu_chunk_size`; at 400x400, 3 one-shot episodes),
+        so that the head's many feature-sized tensors come from the heap instead of
+        page-faulting. Episodes are independent, except that ``support_order='official'``
+        mixes them when K > 1; then the batch stays whole.
 
         Args:
             feat_q: [B, C, h, w] query features.
@@ -191,16 +198,38 @@ class IFAHead(BaseModule):
             Logits [*, 2, H, W] by output key.
         """
         size = tuple(support_masks.shape[-2:]) if size is None else size
+        b, shot = feat_q.shape[0], feat_s.shape[0] // feat_q.shape[0]
+        step = b
+        if feat_s.device.type == 'cpu' and (shot == 1 or self.support_order == 'correct'):
+            step = cpu_chunk_size(shot * feat_s[0].numel() * feat_s.element_size())
+        if step >= b:
+            return self._forward(feat_q, feat_s, support_masks, query_mask, size, training)
+
+        def support_rows(x: Tensor) -> List[Tensor]:
+            return [part.flatten(0, 1) for part in x.unflatten(0, (shot, b)).split(step, 1)]
+
+        query_masks = [None] * b if query_mask is None else query_mask.split(step)
+        parts = [self._forward(*args, size, training) for args in zip(
+            feat_q.split(step), support_rows(feat_s), support_rows(support_masks), query_masks)]
+        # support outputs are shot-major: interleave the chunks' rows back
+        return {k: (torch.cat([p[k].unflatten(0, (shot, -1)) for p in parts], 1).flatten(0, 1) if k[0] == 's'
+                    else torch.cat([p[k] for p in parts])) for k in parts[0]}
+
+    def _forward(self, feat_q: Tensor, feat_s: Tensor, support_masks: Tensor, query_mask: Optional[Tensor],
+                 size: Tuple[int, int], training: bool) -> Dict[str, Tensor]:
+        """:meth:`forward` on one chunk of episodes."""
         fg_k, bg_k = self.shot_prototypes(feat_s, support_masks)
         fp, bp = self.fuse_shots(fg_k, bg_k, feat_q.shape[0])
         if not training:
             return self.predict_query(feat_q, fp, bp, size)
 
+        tokens_q, tokens_s = to_tokens(feat_q), to_tokens(feat_s)
+        fp, bp = token_prototype(fp), token_prototype(bp)
         outs: Dict[str, Tensor] = {}
         last = self._train_iterations()
         for i in range(1, last + 1):
             with_support = i < last or self._needs(f's{i}')
-            it = self.bfp_iteration(fp, bp, feat_q, feat_s if with_support else None,
+            it = self.bfp_iteration(fp, bp, tokens_q, tokens_s if with_support else None,
                                     refine=self.refine and i == 1)
             outs[f'q{i}'] = it['q']
             if i == 1 and self.refine:
@@ -209,12 +238,12 @@ class IFAHead(BaseModule):
                 outs[f's{i}'] = it['s']
                 fp, bp = it['fp'], it['bp']
         if self._needs('s_self'):
-            outs['s_self'] = cosine_logits(feat_s, fg_k[..., None, None], bg_k[..., None, None], self.scale)
+            outs['s_self'] = self._logits(tokens_s, fg_k[:, None], bg_k[:, None])
         if self._needs('q_self'):
             if query_mask is None:
                 raise ValueError('IFAHead needs query_mask in training to compute q_self')
-            outs['q_self'] = self._self_logits(feat_q, query_mask)
-        return self._resize(outs, size)
+            outs['q_self'] = self._self_logits(feat_q, tokens_q, query_mask)
+        return self._resize(outs, feat_q.shape[-2:], size)
 
     def shot_prototypes(self, feat_s: Tensor, support_masks: Tensor) -> Tuple[Tensor, Tensor]:
         """Foreground and background prototypes [N, C] of N support images.
@@ -248,15 +277,17 @@ class IFAHead(BaseModule):
             ``q1`` and, if the head refines, ``q_refine``: logits [B, 2, H, W].
         """
         b = feat_q.shape[0]
-        it = self.bfp_iteration(fp.expand(b, -1, -1, -1), bp.expand(b, -1, -1, -1), feat_q, None, self.refine)
+        it = self.bfp_iteration(token_prototype(fp).expand(b, -1, -1), token_prototype(bp).expand(b, -1, -1),
+                                to_tokens(feat_q), None, self.refine)
         outs = dict(q1=it['q'])
         if self.refine:
             outs['q_refine'] = it['q_refine']
-        return self._resize(outs, size)
+        return self._resize(outs, feat_q.shape[-2:], size)
 
-    def _resize(self, outs: Dict[str, Tensor], size: Tuple[int, int]) -> Dict[str, Tensor]:
-        """Feature-grid logits -> image size, in ``output_keys`` order."""
-        return {k: F.interpolate(outs[k], size=size, mode='bilinear', align_corners=self.align_corners)
+    def _resize(self, outs: Dict[str, Tensor], grid: Tuple[int, int], size: Tuple[int, int]) -> Dict[str, Tensor]:
+        """Token logits on the ``grid`` (h, w) -> [N, 2, H, W] maps of ``size``, in ``output_keys`` order."""
+        return {k: F.interpolate(tokens_to_map(outs[k], grid), size=size, mode='bilinear',
+                                 align_corners=self.align_corners)
                 for k in self.output_keys if k in outs}
 
     def loss(self, logits: Dict[str, Tensor], query_mask: Tensor, support_masks: Tensor) -> Dict[str, Tensor]:
