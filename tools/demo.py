@@ -20,6 +20,8 @@ from mmengine.runner import Runner
 from prettytable import PrettyTable
 
 from ifa_mmseg.datasets.synthetic import make_synthetic_benchmark
+from ifa_mmseg.utils import enable_amp
+from ifa_mmseg.utils.cli import AMP_DTYPES
 
 SOURCE_CONFIG = 'configs/demo/source.py'
 TARGET_CONFIG = 'configs/demo/deepglobe.py'
@@ -34,6 +36,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--quick', action='store_true',
                         help='a seconds-long smoke run (1 source epoch, 2 adaptation epochs, 1 seed of 24 episodes); '
                         'its numbers mean nothing')
+    parser.add_argument('--amp', choices=AMP_DTYPES,
+                        help='mixed precision training and evaluation (AmpOptimWrapper needs a GPU)')
     return parser.parse_args()
 
 
@@ -72,6 +76,9 @@ def main() -> None:
 
     source = stage_config(SOURCE_CONFIG, osp.join(args.work_dir, 'source'), data_root, args.seed)
     target = stage_config(TARGET_CONFIG, osp.join(args.work_dir, 'deepglobe'), data_root, args.seed)
+    if args.amp:
+        enable_amp(source, args.amp)
+        enable_amp(target, args.amp)
     if args.quick:
         source.train_cfg.max_epochs = 1
         target.train_cfg.max_epochs = 2
@@ -93,7 +100,7 @@ def main() -> None:
         table.add_row([key, f'{before[key]:.2f} ± {before[key + "_ci95"]:.2f}',
                        f'{after[key]:.2f} ± {after[key + "_ci95"]:.2f}', f'{after[key] - before[key]:+.2f}'])
     print(table.get_string())
-    summary = dict(seed=args.seed, source_only=before, adapted=after, seconds=round(time.time() - start, 1))
+    summary = dict(seed=args.seed, amp=args.amp, source_only=before, adapted=after, seconds=round(time.time() - start, 1))
     with open(osp.join(args.work_dir, 'demo_results.json'), 'w') as f:
         json.dump(summary, f, indent=1)
     print(f'demo finished in {summary["seconds"]:.0f} s; pictures in {osp.join(args.work_dir, "vis")}')

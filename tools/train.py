@@ -13,7 +13,6 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train an ifa-mmseg model')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--resume', action='store_true', help='resume from the latest checkpoint in the work dir')
-    parser.add_argument('--amp', action='store_true', help='automatic mixed precision training')
     add_common_args(parser)
     return parser.parse_args()
 
@@ -40,9 +39,6 @@ def place_support_pool(cfg: Config) -> None:
 def main() -> None:
     args = parse_args()
     cfg = load_config(args)
-    if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     cfg.resume = args.resume
     check_source_checkpoint(cfg)
     place_support_pool(cfg)

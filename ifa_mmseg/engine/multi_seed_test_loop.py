@@ -1,10 +1,12 @@
 """Evaluation over several episode seeds, reported as mean and 95% confidence interval."""
 import copy
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
+import torch
 from mmengine.logging import print_log
 from mmengine.runner import TestLoop
+from mmengine.runner.amp import autocast
 from mmseg.registry import LOOPS
 from prettytable import PrettyTable
 from scipy import stats
@@ -29,15 +31,22 @@ class MultiSeedTestLoop(TestLoop):
     Args:
         seeds: episode seeds.
         dataloader: must be a config dict (rebuilt per seed).
+        fp16: autocast to float16 (mmengine's flag); same as ``amp_dtype='float16'``.
+        amp_dtype: run the model under autocast to this dtype (``'float16'`` or
+            ``'bfloat16'``); None for full precision.
     """
 
     def __init__(self, runner, dataloader: Dict, evaluator: Union[Dict, List],
-                 seeds: Sequence[int] = (0, 1, 2, 3, 4), fp16: bool = False) -> None:
+                 seeds: Sequence[int] = (0, 1, 2, 3, 4), fp16: bool = False,
+                 amp_dtype: Optional[str] = None) -> None:
         if not isinstance(dataloader, dict):
             raise TypeError('MultiSeedTestLoop needs the test dataloader as a config dict')
+        if amp_dtype not in (None, 'float16', 'bfloat16'):
+            raise ValueError(f"MultiSeedTestLoop: amp_dtype must be None, 'float16' or 'bfloat16', got {amp_dtype!r}")
         self._dataloader_cfg = copy.deepcopy(dataloader)
         self.seeds = tuple(seeds)
         self.current_seed = self.seeds[0]
+        self.amp_dtype = amp_dtype or ('float16' if fp16 else None)
         super().__init__(runner, self._seeded_cfg(self.seeds[0]), evaluator, fp16)
 
     def _seeded_cfg(self, seed: int) -> Dict:
@@ -63,6 +72,16 @@ class MultiSeedTestLoop(TestLoop):
         self.runner.call_hook('after_test_epoch', metrics=metrics)
         self.runner.call_hook('after_test')
         return metrics
+
+    @torch.no_grad()
+    def run_iter(self, idx: int, data_batch: Sequence[dict]) -> None:
+        """mmengine's test iteration, with autocast to ``amp_dtype`` (its own knows float16 only)."""
+        self.runner.call_hook('before_test_iter', batch_idx=idx, data_batch=data_batch)
+        dtype = None if self.amp_dtype is None else getattr(torch, self.amp_dtype)
+        with autocast(enabled=dtype is not None, dtype=dtype):
+            outputs = self.runner.model.test_step(data_batch)
+        self.evaluator.process(data_samples=outputs, data_batch=data_batch)
+        self.runner.call_hook('after_test_iter', batch_idx=idx, data_batch=data_batch, outputs=outputs)
 
     def _summarise(self, per_seed: List[Dict[str, float]]) -> Dict[str, float]:
         keys = list(per_seed[0])

@@ -5,13 +5,34 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 
+AMP_DTYPES = ('float16', 'bfloat16')
+
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """``--work-dir``, ``--cfg-options``, ``--launcher`` and the launcher's ``--local-rank``."""
     parser.add_argument('--work-dir', help='the dir to save logs, checkpoints and results')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries, key=value')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--amp', action='store_true', help='automatic mixed precision (autocast to --amp-dtype)')
+    parser.add_argument('--amp-dtype', choices=AMP_DTYPES, default='float16',
+                        help='the autocast dtype of --amp (bfloat16 needs no loss scaling)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def enable_amp(cfg: Config, dtype: str = 'float16') -> None:
+    """Mixed precision for every stage ``cfg`` has: training and multi-seed testing.
+
+    Training gets mmengine's ``AmpOptimWrapper`` (a dynamic loss scale for float16, none
+    needed for bfloat16); a ``MultiSeedTestLoop`` runs its model under autocast.
+    """
+    if dtype not in AMP_DTYPES:
+        raise ValueError(f'amp dtype must be one of {AMP_DTYPES}, got {dtype!r}')
+    if cfg.get('optim_wrapper') is not None:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.dtype = dtype
+        cfg.optim_wrapper.loss_scale = cfg.optim_wrapper.get('loss_scale', 'dynamic' if dtype == 'float16' else 1.0)
+    if cfg.get('test_cfg', {}).get('type') == 'MultiSeedTestLoop':
+        cfg.test_cfg.amp_dtype = dtype
 
 
 def load_config(args: argparse.Namespace) -> Config:
@@ -21,6 +42,8 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if args.amp:
+        enable_amp(cfg, args.amp_dtype)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
