@@ -74,3 +74,56 @@ def test_head_channels_from_features():
     out = head(fq, fs, masks, query_mask=masks.long(), training=True)
     assert out['q3'].shape == (2, 2, 24, 24) and out['s3'].shape == (2, 2, 24, 24)
     assert not any(True for _ in head.parameters())  # parameter-free
+
+
+def test_blocked_attention_over_several_blocks(monkeypatch):
+    """BlockedAttention with 4-row blocks: forward and gradients of the plain softmax attention."""
+    from ifa_mmseg.models.heads.prototypes import BlockedAttention
+    monkeypatch.setattr(BlockedAttention, 'BLOCK', 4)
+    torch.manual_seed(0)
+    q = torch.randn(11, 5, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    out = BlockedAttention.apply(q, k, v)
+    ref = (q @ k.t()).softmax(1) @ v
+    assert torch.allclose(out, ref, atol=1e-12)
+    grad = torch.randn_like(ref)
+    ours = torch.autograd.grad(out, (q, k, v), grad)
+    theirs = torch.autograd.grad(ref, (q, k, v), grad)
+    for a, b in zip(ours, theirs):
+        assert torch.allclose(a, b, atol=1e-12)
+    assert torch.autograd.gradcheck(BlockedAttention.apply, (q, k, v))
+
+
+def test_head_chunks_on_cpu_equal_the_whole_batch(monkeypatch):
+    """The CPU chunking of episodes (one per chunk here) leaves every training output unchanged."""
+    from ifa_mmseg.models import IFAHead
+    from ifa_mmseg.models.heads import ifa_head
+    torch.manual_seed(0)
+    b, shot = 3, 2
+    fq, fs = torch.randn(b, 16, 6, 6), torch.randn(shot * b, 16, 6, 6)
+    masks = (torch.rand(shot * b, 24, 24) > 0.5).float()
+    qmask = (torch.rand(b, 24, 24) > 0.5).long()
+    head = IFAHead()
+    whole = [head(fq, fs, masks, query_mask=qmask, training=True), head(fq, fs, masks)]
+    calls = []
+    monkeypatch.setattr(ifa_head, 'cpu_chunk_size', lambda nbytes: calls.append(nbytes) or 1)
+    chunked = [head(fq, fs, masks, query_mask=qmask, training=True), head(fq, fs, masks)]
+    assert len(calls) == 2, 'the chunked path was not taken'
+    for ref, ours in zip(whole, chunked):  # training, then inference
+        assert ref.keys() == ours.keys()
+        for key in ref:
+            assert torch.allclose(ref[key], ours[key], atol=1e-5), key
+
+
+def test_backbone_chunks_without_grad_equal_the_whole_batch(root, monkeypatch):
+    from ifa_mmseg.models.backbones import ifa_resnet
+    from tests.helpers.models import build_r50
+    backbone = build_r50(root).backbone.eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        whole = backbone(x)
+        monkeypatch.setattr(ifa_resnet, 'cpu_chunk_size', lambda nbytes: 1)
+        chunked = backbone(x)
+    for a, b in zip(whole, chunked):  # the same up to float rounding (batch size changes the kernels' blocking)
+        assert float((a - b).norm() / a.norm()) < 1e-5
