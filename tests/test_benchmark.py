@@ -1,21 +1,14 @@
 """tools/analysis_tools/benchmark.py at a tiny size, without the official code (issue 7)."""
-import importlib.util
 import os
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, 'tools', 'analysis_tools', 'benchmark.py')
+from tests.helpers.scripts import ROOT, load_script
+
 CONFIG = os.path.join(ROOT, 'configs', 'ifa', 'deepglobe_1shot.py')
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location('benchmark', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_prints_a_row_per_mode(capsys):
-    assert load_script().main([CONFIG, '--size', '64', '--cases', '1x1', '--repeats', '1']) == 0
+    script = load_script('tools/analysis_tools/benchmark.py')
+    assert script.main([CONFIG, '--size', '64', '--cases', '1x1', '--repeats', '1']) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith('cpu: ') and lines[1].startswith('python ')
     header = next(i for i, line in enumerate(lines) if line.startswith('impl'))
@@ -30,7 +23,7 @@ def test_prints_a_row_per_mode(capsys):
 
 def test_bf16_autocast_step_on_cpu(tmp_path):
     """The worker's autocast path, served in-process: FLOPs, one timed pass, memory, GEMM rate."""
-    script = load_script()
+    script = load_script('tools/analysis_tools/benchmark.py')
     spec = dict(impl='ours', config=CONFIG, device='cpu', amp='bf16', mode='ifa', batch=1, shot=2, size=32, seed=1,
                 threads=None, profile=False, official_root=None, out_file=str(tmp_path / 'out.pt'))
     result = script.run_worker(spec, ['flops', 'step', 'finish'])

@@ -1,22 +1,11 @@
 """tools/analysis_tools/benchmark_data.py on a tiny synthetic layout, without the official code (issue 3, item 8)."""
-import importlib.util
-import os
-
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools', 'analysis_tools',
-                      'benchmark_data.py')
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location('benchmark_data', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers.scripts import load_script
 
 
 def test_prints_a_row_per_shot_and_worker_count(capsys):
-    script = load_script()
+    script = load_script('tools/analysis_tools/benchmark_data.py')
     assert script.main(['--synthetic', '--tiles', '12', '--tile-size', '48', '--episodes', '6', '--batch-size', '3',
                         '--shots', '1', '5', '--workers', '0', '2', '--warmup', '0', '--repeats', '2']) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -31,4 +20,4 @@ def test_prints_a_row_per_shot_and_worker_count(capsys):
 
 def test_synthetic_layout_is_deepglobe_only():
     with pytest.raises(SystemExit):
-        load_script().parse_args(['--synthetic', '--dataset', 'isic'])
+        load_script('tools/analysis_tools/benchmark_data.py').parse_args(['--synthetic', '--dataset', 'isic'])
