@@ -20,8 +20,7 @@ from mmengine.runner import Runner
 from prettytable import PrettyTable
 
 from ifa_mmseg.datasets.synthetic import make_synthetic_benchmark
-from ifa_mmseg.utils import enable_amp
-from ifa_mmseg.utils.cli import AMP_DTYPES
+from ifa_mmseg.utils.cli import AMP_DTYPES, enable_amp
 
 SOURCE_CONFIG = 'configs/demo/source.py'
 TARGET_CONFIG = 'configs/demo/deepglobe.py'
@@ -100,7 +99,8 @@ def main() -> None:
         table.add_row([key, f'{before[key]:.2f} ± {before[key + "_ci95"]:.2f}',
                        f'{after[key]:.2f} ± {after[key + "_ci95"]:.2f}', f'{after[key] - before[key]:+.2f}'])
     print(table.get_string())
-    summary = dict(seed=args.seed, amp=args.amp, source_only=before, adapted=after, seconds=round(time.time() - start, 1))
+    summary = dict(seed=args.seed, amp=args.amp, source_only=before, adapted=after,
+                   seconds=round(time.time() - start, 1))
     with open(osp.join(args.work_dir, 'demo_results.json'), 'w') as f:
         json.dump(summary, f, indent=1)
     print(f'demo finished in {summary["seconds"]:.0f} s; pictures in {osp.join(args.work_dir, "vis")}')

@@ -11,6 +11,8 @@ from mmseg.registry import LOOPS
 from prettytable import PrettyTable
 from scipy import stats
 
+from ..utils.cli import AMP_DTYPES
+
 
 def mean_ci95(values: Sequence[float]) -> Dict[str, float]:
     """Mean and half-width of the Student-t 95% confidence interval of the mean."""
@@ -41,8 +43,8 @@ class MultiSeedTestLoop(TestLoop):
                  amp_dtype: Optional[str] = None) -> None:
         if not isinstance(dataloader, dict):
             raise TypeError('MultiSeedTestLoop needs the test dataloader as a config dict')
-        if amp_dtype not in (None, 'float16', 'bfloat16'):
-            raise ValueError(f"MultiSeedTestLoop: amp_dtype must be None, 'float16' or 'bfloat16', got {amp_dtype!r}")
+        if amp_dtype is not None and amp_dtype not in AMP_DTYPES:
+            raise ValueError(f'MultiSeedTestLoop: amp_dtype must be None or one of {AMP_DTYPES}, got {amp_dtype!r}')
         self._dataloader_cfg = copy.deepcopy(dataloader)
         self.seeds = tuple(seeds)
         self.current_seed = self.seeds[0]

@@ -22,7 +22,8 @@ order alternating, so a burst of load from other jobs falls on both alike. Per p
 a first untimed pass counts FLOPs (``FlopCounterMode``; the backbone's are one image's
 times B*(K+1)), ``--warmup - 1`` more untimed passes, then ``--repeats`` timed ones; the
 outputs of the second pass are kept and compared (ours against the official code, a
-compiled model against the eager one with ``--compile``, bf16 against fp32). The backbone's share of a pass is timed with module and
+compiled model against the eager one with ``--compile``, bf16 against fp32). The
+backbone's share of a pass is timed with module and
 gradient hooks (its forward, and its backward from the moment the gradient reaches the
 features); "head" is the rest (head, loss, optimizer). Last, each process measures the
 GEMM rate its FLOP rates are compared with: the better of ``torch.mm`` and a 1x1
