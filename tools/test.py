@@ -2,9 +2,7 @@
 import argparse
 import os.path as osp
 
-from mmengine.runner import Runner
-
-from ifa_mmseg.utils import add_common_args, load_config, setup_distributed
+from ifa_mmseg.utils import add_common_args, build_runner, load_config, setup_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -13,7 +11,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--show-dir', help='write episode pictures (supports, ground truth, prediction) here')
     parser.add_argument('--num-vis', type=int, default=8, help='episodes drawn per seed with --show-dir')
-    parser.add_argument('--out', help='also dump the per-episode predictions (pickle) to this file')
+    parser.add_argument('--out', help='also write the predicted mask of every episode of every seed to this .pkl '
+                        '(ifa_mmseg.evaluation.unpack_mask reads one)')
     add_common_args(parser)
     return parser.parse_args()
 
@@ -28,11 +27,11 @@ def main() -> None:
             type='FewShotVisualizationHook', draw=True, show_dir=osp.abspath(args.show_dir),
             num_episodes=args.num_vis)
     if args.out is not None:
-        dump = dict(type='DumpResults', out_file_path=args.out)
+        dump = dict(type='FewShotDumpResults', out_file_path=args.out)
         evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
         cfg.test_evaluator = [*evaluators, dump]
     setup_distributed(cfg, args.launcher)
-    Runner.from_cfg(cfg).test()
+    build_runner(cfg).test()
 
 
 if __name__ == '__main__':

@@ -1,8 +1,7 @@
-# IFA adaptation on fss1000 from the 1-shot PASCAL source model, then evaluation (standard protocol).
+# IFA adaptation on FSS-1000 from the PASCAL source model of the same shot, then evaluation.
 _base_ = [
     '../_base_/default_runtime.py', '../_base_/models/ifa_r50.py', '../_base_/datasets/fss1000.py',
     '../_base_/schedules/adapt_20e.py'
 ]
-source_config = 'configs/ifa/pascal_source_1shot.py'
-load_from = 'work_dirs/pascal_source_1shot/epoch_20.pth'
+source_config = 'configs/ifa/pascal_source_{shot}shot.py'  # load_from: its last checkpoint
 model = dict(backbone=dict(init_cfg=None))  # every weight comes from load_from

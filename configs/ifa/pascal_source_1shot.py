@@ -1,5 +1,4 @@
-# Source training on PASCAL VOC (all 20 classes), 1-shot episodes, official schedule.
-# Standard protocol: no model selection on target test episodes; the last epoch is kept.
+# Source training on PASCAL VOC (all 20 classes), official schedule; the last epoch is kept (selection='last').
 _base_ = [
     '../_base_/default_runtime.py', '../_base_/models/ifa_r50_source.py', '../_base_/datasets/pascal.py',
     '../_base_/schedules/source_20e.py'

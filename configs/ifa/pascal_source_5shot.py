@@ -1,3 +1,2 @@
 _base_ = './pascal_source_1shot.py'
-train_dataloader = dict(batch_size=6, dataset=dict(shot=5))
-param_scheduler = [dict(type='MultiStepLR', by_epoch=False, milestones=[1333, 2666], gamma=0.1)]
+shot = 5

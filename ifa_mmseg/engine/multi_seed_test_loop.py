@@ -1,5 +1,6 @@
 """Evaluation over several episode seeds, reported as mean and 95% confidence interval."""
 import copy
+import logging
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -12,6 +13,7 @@ from prettytable import PrettyTable
 from scipy import stats
 
 from ..utils.cli import AMP_DTYPES
+from .protocol import selection_note
 
 
 def mean_ci95(values: Sequence[float]) -> Dict[str, float]:
@@ -71,6 +73,9 @@ class MultiSeedTestLoop(TestLoop):
                 self.run_iter(idx, data_batch)
             per_seed.append(self.evaluator.evaluate(len(self.dataloader.dataset)))
         metrics = self._summarise(per_seed)
+        note = selection_note(getattr(self.runner, 'protocol', None))
+        if note:
+            print_log(note, logger='current', level=logging.WARNING)
         self.runner.call_hook('after_test_epoch', metrics=metrics)
         self.runner.call_hook('after_test')
         return metrics

@@ -47,7 +47,7 @@ def standard_iou(class_ids: np.ndarray, counts: np.ndarray) -> Dict[str, object]
 
 def official_iou(episodes: np.ndarray, class_ids: np.ndarray, counts: np.ndarray, batch_size: int,
                  num_classes: int) -> float:
-    """The official IFA ``mIOU`` as ``test.py`` drives it (spec §6.2-6.3).
+    """The official IFA ``mIOU`` as ``test.py`` drives it (``util/utils.py`` ``mIOU``, fed per batch).
 
     Every episode of an evaluation batch is labelled with the class of the batch's
     first episode (batches are consecutive episode indices of ``batch_size``); the
@@ -97,7 +97,11 @@ class FewShotIoUMetric(BaseMetric):
     not depend on how this run is batched either.
 
     Each data sample needs ``pred_sem_seg``, ``gt_sem_seg`` and metainfo ``episode``
-    and ``class_id``. Values are percentages.
+    and ``class_id``. Values are percentages. Class facts come from the evaluated
+    dataset's metainfo (``dataset_meta``, set by the loop as for mmseg's ``IoUMetric``):
+    ``classes`` names the per-class table, ``official_num_classes`` sizes the official
+    metric and ``official_class_offset`` (default 0; FSS-1000: 520 for val, 760 for
+    test) maps ``class_id`` to the official numbering.
 
     ``resolution='model'`` scores at the model's input size (400x400), as the official
     code. ``'original'`` scores every query at its own size: the mask is read again from
@@ -106,11 +110,8 @@ class FewShotIoUMetric(BaseMetric):
 
     Args:
         protocols: any of ``'standard'``, ``'official'``.
-        official_batch_size: the official test batch size (96 for 1-shot, 48 for 5-shot).
-        official_num_classes: class count the official metric is built with.
-        official_class_offset: added to ``class_id`` for the official numbering
-            (520 for FSS-1000 val, as the official loader).
-        class_names: names for the per-class table.
+        official_batch_size: the official test batch size (96 for 1-shot, 48 for 5-shot;
+            derived from ``shot`` by the config resolver).
         ignore_index: label excluded from all counts.
         resolution: ``'model'`` or ``'original'``.
         gt_loader: mask transform for ``'original'`` (the pipeline's ``LoadBinaryMask``).
@@ -120,9 +121,6 @@ class FewShotIoUMetric(BaseMetric):
     def __init__(self,
                  protocols: Sequence[str] = ('standard', 'official'),
                  official_batch_size: Optional[int] = None,
-                 official_num_classes: Optional[int] = None,
-                 official_class_offset: int = 0,
-                 class_names: Optional[Sequence[str]] = None,
                  ignore_index: int = 255,
                  resolution: str = 'model',
                  gt_loader: dict = dict(type='LoadBinaryMask', mode='threshold'),
@@ -133,8 +131,8 @@ class FewShotIoUMetric(BaseMetric):
         unknown = set(protocols) - {'standard', 'official'}
         if unknown:
             raise ValueError(f'unknown protocols {sorted(unknown)}; use standard and/or official')
-        if 'official' in protocols and (official_batch_size is None or official_num_classes is None):
-            raise ValueError('the official protocol needs official_batch_size and official_num_classes')
+        if 'official' in protocols and official_batch_size is None:
+            raise ValueError('the official protocol needs official_batch_size')
         if resolution not in ('model', 'original'):
             raise ValueError(f"resolution must be 'model' or 'original', got {resolution!r}")
         self.protocols = tuple(protocols)
@@ -142,9 +140,6 @@ class FewShotIoUMetric(BaseMetric):
         self.gt_loader = TRANSFORMS.build(gt_loader) if resolution == 'original' else None
         self.align_corners = align_corners
         self.official_batch_size = official_batch_size
-        self.official_num_classes = official_num_classes
-        self.official_class_offset = official_class_offset
-        self.class_names = class_names
         self.ignore_index = ignore_index
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
@@ -186,13 +181,18 @@ class FewShotIoUMetric(BaseMetric):
             self._log_table(std['per_class'])
             metrics.update({f'IoU.{self._name(c)}': 100 * v for c, v in std['per_class'].items()})
         if 'official' in self.protocols:
+            meta = self.dataset_meta or {}
+            if meta.get('official_num_classes') is None:
+                raise ValueError(f'the official metric needs official_num_classes in the metainfo of the evaluated '
+                                 f'dataset (classes {list(meta.get("classes", ()))[:5]}...); set metrics=["standard"]')
             metrics['official.mIoU'] = 100 * official_iou(
-                episodes, class_ids + self.official_class_offset, counts, self.official_batch_size,
-                self.official_num_classes)
+                episodes, class_ids + meta.get('official_class_offset', 0), counts, self.official_batch_size,
+                meta['official_num_classes'])
         return metrics
 
     def _name(self, class_id: int) -> str:
-        return self.class_names[class_id] if self.class_names else str(class_id)
+        names = (self.dataset_meta or {}).get('classes')
+        return names[class_id] if names else str(class_id)
 
     def _log_table(self, per_class: Dict[int, float]) -> None:
         table = PrettyTable(['class', 'fg IoU'])

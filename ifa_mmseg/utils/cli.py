@@ -2,8 +2,10 @@
 import argparse
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
 
 AMP_DTYPES = ('float16', 'bfloat16')
 
@@ -49,3 +51,14 @@ def load_config(args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    """The config's runner (``runner_type``, ``FewShotRunner`` in our configs); a config error exits with its message."""
+    from mmseg.registry import RUNNERS
+
+    from ..engine.protocol import ProtocolError
+    try:
+        return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    except ProtocolError as err:
+        sys.exit(f'{cfg.filename}: {err}')

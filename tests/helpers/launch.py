@@ -11,9 +11,9 @@ from ifa_mmseg.compat import safe_torch_load
 TOY_CONFIG = 'tests/helpers/toy_config.py'
 
 
-def run(root: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """``python -W ignore ARGS`` in ``root`` with this interpreter."""
-    env = dict(os.environ, PYTHONPATH=root)
+def run(root: str, *args: str, timeout: int = 600, env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+    """``python -W ignore ARGS`` in ``root`` with this interpreter (and ``env`` added to the environment)."""
+    env = dict(os.environ, PYTHONPATH=root, **(env or {}))
     return subprocess.run([sys.executable, '-W', 'ignore', *args], cwd=root, env=env, capture_output=True,
                           text=True, timeout=timeout)
 

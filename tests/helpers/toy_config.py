@@ -24,5 +24,6 @@ test_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='pseudo_collate'),
     dataset=dict(type='ToyEpisodeDataset', num_episodes=4, size=48))
-test_evaluator = dict(type='FewShotIoUMetric', official_batch_size=2, official_num_classes=2)
-test_cfg = dict(type='MultiSeedTestLoop', seeds=(0, 1, 2))
+test_evaluator = dict(type='FewShotIoUMetric')
+test_cfg = dict(type='MultiSeedTestLoop')
+test_seeds = (0, 1, 2)

@@ -13,6 +13,8 @@ class ToyEpisodeDataset(BaseDataset):
     ``i % num_classes``.
     """
 
+    METAINFO = dict(official_num_classes=2)
+
     def __init__(self, num_episodes: int = 4, shot: int = 1, size: int = 64, seed: int = 0,
                  num_classes: int = 2, **kwargs) -> None:
         self.num_episodes, self.shot, self.size = num_episodes, shot, size
@@ -25,5 +27,5 @@ class ToyEpisodeDataset(BaseDataset):
     def prepare_data(self, idx):
         packed = packed_episodes(1, self.shot, self.size, seed=1000 * self.seed + 100 + idx)
         sample = packed['data_samples'][0]
-        sample.set_metainfo(dict(episode=idx, class_id=idx % self.num_classes))
+        sample.set_metainfo(dict(episode=idx, class_id=idx % self.num_classes, episode_seed=self.seed))
         return dict(inputs=packed['inputs'][0], data_samples=sample)

@@ -1,8 +1,8 @@
-# Official source training (train.py): SGD on the trainable convs (layer2/3), 20 epochs
-# over the episodes; LR /10 after iterations (24000 // batch) // 3 and 2 * (24000 // batch) // 3,
-# i.e. 666 and 1333 at batch 12, both inside the first two epochs.
+# Official source training (train.py): SGD on the trainable convs (layer2/3), 20 epochs over the
+# episodes, batch 12 (1-shot) or 6; LR /10 at thirds of 24000 // batch iterations (666 and 1333 at
+# batch 12). The batch size and milestones are derived from shot unless stated.
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=1e-3, momentum=0.9, weight_decay=5e-4))
-param_scheduler = [dict(type='MultiStepLR', by_epoch=False, milestones=[666, 1333], gamma=0.1)]
+param_scheduler = [dict(type='MultiStepLR', by_epoch=False, gamma=0.1)]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=20, val_interval=1)
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
@@ -11,6 +11,4 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=True, interval=1, max_keep_ckpts=2),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='FewShotVisualizationHook', draw=False))
-# the official code draws new supports for every epoch
-custom_hooks = [dict(type='EpisodeResampleHook')]
 randomness = dict(seed=0)

@@ -31,7 +31,7 @@ class PackFewShotInputs(BaseTransform):
 
     def __init__(self,
                  meta_keys: Sequence[str] = ('img_path', 'seg_map_path', 'ori_shape', 'img_shape',
-                                             'scale_factor', 'class_id', 'episode',
+                                             'scale_factor', 'class_id', 'episode', 'episode_seed',
                                              'pseudo_query_index', 'mask_label')) -> None:
         self.meta_keys = tuple(meta_keys)
 

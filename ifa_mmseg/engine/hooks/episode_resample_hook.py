@@ -1,16 +1,18 @@
-"""New support draws every training epoch, as the official source training."""
+"""Tells the training dataset the epoch, so its random draws are a function of (seed, epoch, index)."""
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
 
 @HOOKS.register_module()
 class EpisodeResampleHook(Hook):
-    """Regenerate the training dataset's episode table with ``seed + epoch``.
+    """Call ``train_dataloader.dataset.set_epoch(epoch)`` before every training epoch.
 
-    The official code reseeds its sampling every epoch, so a query meets new supports
-    each time; an episode table built once would repeat them. Epoch 0 keeps the table
-    the dataset was built with. Needs non-persistent dataloader workers (they are
-    re-forked each epoch and so see the new table).
+    Source training (:meth:`BaseFewShotDataset.set_epoch`) draws a new episode table
+    from ``seed + epoch``, as the official code reseeds its sampling every epoch; IFA
+    adaptation (:meth:`IFAAdaptationDataset.set_epoch`) seeds each item's augmentations
+    from (seed, epoch, index). A resumed run therefore sees the same items as an
+    uninterrupted one. Needs non-persistent dataloader workers (re-forked each epoch,
+    they see the new state).
     """
 
     priority = 'LOW'
@@ -20,10 +22,6 @@ class EpisodeResampleHook(Hook):
         if getattr(loader, 'persistent_workers', False):
             raise ValueError('EpisodeResampleHook needs train_dataloader.persistent_workers=False')
         dataset = loader.dataset
-        if not hasattr(dataset, 'generate_episodes'):
-            raise TypeError(f'{type(dataset).__name__} has no episode table to resample')
-        if runner.epoch == 0:
-            return
-        dataset.data_list = dataset.generate_episodes(dataset.seed + runner.epoch)
-        if dataset.serialize_data:
-            dataset.data_bytes, dataset.data_address = dataset._serialize_data()
+        if not hasattr(dataset, 'set_epoch'):
+            raise TypeError(f'{type(dataset).__name__} has no set_epoch: its episodes cannot follow the epoch')
+        dataset.set_epoch(runner.epoch)

@@ -1,0 +1,107 @@
+"""mmengine's Runner with the config's facts resolved, a recorded protocol and a resume that resumes."""
+import copy
+import json
+import os
+import os.path as osp
+from typing import Any, Dict, Optional
+
+from mmengine.config import Config
+from mmengine.dist import is_main_process
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import find_latest_checkpoint
+from mmseg.registry import RUNNERS
+
+from .protocol import ProtocolError, protocol_summary, resolve_protocol, selection_note
+
+
+def check_start_checkpoint(cfg: Config) -> None:
+    """Stop before building anything when the checkpoint a run starts from is missing.
+
+    A resumed run that finds a checkpoint in its work dir does not need ``load_from``.
+    """
+    load_from = cfg.get('load_from')
+    if not load_from or '://' in load_from or osp.isfile(load_from):
+        return
+    if cfg.get('resume') and find_latest_checkpoint(cfg.work_dir) is not None:
+        return
+    how = (f'train it first: python tools/train.py {cfg.source_config}' if cfg.get('source_config')
+           else 'check the path')
+    raise ProtocolError(f'checkpoint to start from not found: {load_from}\n{how}, or convert an official '
+                        'checkpoint with tools/model_converters/ifa_official_to_mmseg.py and pass '
+                        '--cfg-options load_from=PATH')
+
+
+@RUNNERS.register_module()
+class FewShotRunner(Runner):
+    """A :class:`~mmengine.runner.Runner` for few-shot configs (``runner_type='FewShotRunner'``).
+
+    * :meth:`from_cfg` resolves the config's facts and protocol keys
+      (:func:`~ifa_mmseg.engine.protocol.resolve_protocol`) before anything is built, so
+      the runner, its dumped config and every checkpoint's meta hold the resolved values.
+    * :meth:`train` and :meth:`test` write ``protocol.json`` (the record plus what the
+      built datasets report: test queries, adaptation pool and excluded queries) into
+      the work dir.
+    * ``resume=True`` continues from the newest checkpoint of the work dir even when
+      ``load_from`` names the checkpoint the stage starts from (mmengine would resume
+      from ``load_from``); with no checkpoint in the work dir the stage starts from
+      ``load_from``.
+    """
+
+    protocol: Dict[str, Any]
+
+    @classmethod
+    def from_cfg(cls, cfg: Config) -> 'FewShotRunner':
+        cfg = copy.deepcopy(cfg)
+        record = resolve_protocol(cfg)
+        check_start_checkpoint(cfg)
+        runner = super().from_cfg(cfg)
+        runner.protocol = record
+        runner.logger.info(f'protocol: {protocol_summary(record)}')
+        note = selection_note(record)
+        if note:
+            runner.logger.warning(note)
+        return runner
+
+    def load_or_resume(self) -> None:
+        if self._has_loaded:
+            return
+        latest = find_latest_checkpoint(self.work_dir) if self._resume else None
+        if latest is not None:
+            self.logger.info(f'Auto resumed from the latest checkpoint {latest}.')
+            self.resume(latest)
+        elif self._load_from is not None:
+            if self._resume:
+                self.logger.info(f'resume: no checkpoint in {self.work_dir}; starting from {self._load_from}')
+            self.load_checkpoint(self._load_from)
+        self._has_loaded = True
+
+    def train(self):
+        if self.protocol.get('stage') == 'adaptation' and self.protocol.get('adaptation_labels') == 'none':
+            raise ProtocolError("adaptation_labels='none' has no adaptation stage: evaluate the source "
+                                'checkpoint directly with tools/test.py CONFIG CHECKPOINT')
+        self._train_loop = self.build_train_loop(self._train_loop)
+        self.write_protocol(train_dataset=self.train_dataloader.dataset)
+        return super().train()
+
+    def test(self) -> dict:
+        self._test_loop = self.build_test_loop(self._test_loop)
+        self.write_protocol(test_dataset=self.test_dataloader.dataset)
+        return super().test()
+
+    def write_protocol(self, train_dataset: Any = None, test_dataset: Any = None) -> None:
+        """``protocol.json`` in the work dir: the resolved record and the built datasets' counts."""
+        record = dict(self.protocol, mode='train' if train_dataset is not None else 'test')
+        if test_dataset is not None:
+            record['test_episodes_per_seed'] = len(test_dataset)
+        pool = getattr(train_dataset, 'pool_summary', None)
+        if pool is not None:
+            record.update(pool)
+        if not is_main_process():
+            return
+        os.makedirs(self.work_dir, exist_ok=True)
+        with open(osp.join(self.work_dir, 'protocol.json'), 'w') as f:
+            json.dump(record, f, indent=1, default=_jsonable)
+
+
+def _jsonable(value: Any) -> Optional[Any]:
+    return list(value) if isinstance(value, (tuple, set)) else str(value)
