@@ -8,8 +8,9 @@ import sys
 import pytest
 import torch
 from mmengine import Config
-from mmseg.registry import MODELS
+from mmseg.registry import DATASETS, MODELS
 
+from ifa_mmseg.engine.protocol import resolve_protocol
 from ifa_mmseg.models import IFAResNet, convert_official
 
 from .helpers import fake_layouts
@@ -20,7 +21,11 @@ TARGETS = ('deepglobe', 'isic', 'chestxray', 'fss1000')
 
 
 def load(root, name):
-    return Config.fromfile(f'{root}/configs/ifa/{name}.py')
+    """The shipped config, resolved as FewShotRunner resolves it."""
+    cfg = Config.fromfile(f'{root}/configs/ifa/{name}.py')
+    cfg.work_dir = 'work_dirs/test'
+    resolve_protocol(cfg)
+    return cfg
 
 
 @pytest.mark.parametrize('shot', [1, 5])
@@ -32,7 +37,8 @@ def test_source_configs(root, shot):
     assert cfg.param_scheduler[0].milestones == {1: [666, 1333], 5: [1333, 2666]}[shot]
     assert cfg.train_cfg.max_epochs == 20
     assert set(cfg.model.decode_head.loss_weights) == {'q_refine', 'q1', 'q_self', 's_self', 's1'}
-    assert cfg.custom_hooks[0].type == 'EpisodeResampleHook'
+    assert [h.type for h in cfg.custom_hooks] == ['EpisodeResampleHook']
+    assert cfg.get('val_dataloader') is None  # selection='last'
 
 
 @pytest.mark.parametrize('target', TARGETS)
@@ -48,6 +54,8 @@ def test_target_configs(root, target, shot):
     assert cfg.test_cfg.seeds == (0, 1, 2, 3, 4)
     assert cfg.train_dataloader.dataset.support_pool == 'standard'
     assert cfg.test_dataloader.dataset.episode_sampling == 'standard'
+    if target == 'fss1000':
+        assert cfg.test_dataloader.dataset.split == 'test'
 
 
 @pytest.mark.parametrize('target', TARGETS)
@@ -65,6 +73,7 @@ def test_official_protocol_configs(root, target, shot):
     assert adapt.test_dataloader.dataset.episode_sampling == 'official'
     assert adapt.test_evaluator.official_batch_size == {1: 96, 5: 48}[shot]
     for cfg in (source, adapt):
+        assert (cfg.selection, cfg.episode_sampling) == ('target_test', 'official')
         assert cfg.train_dataloader.batch_size == batch
         hook = cfg.default_hooks.checkpoint
         assert (hook.type, hook.save_best, hook.rule) == ('FewShotCheckpointHook', 'official.mIoU', 'greater_equal')
@@ -72,12 +81,10 @@ def test_official_protocol_configs(root, target, shot):
         assert val.batch_size == batch and cfg.val_evaluator.official_batch_size == batch
         assert (val.dataset.seed, val.dataset.shot, val.dataset.episode_sampling) == (0, shot, 'official')
         assert val.dataset.type == adapt.test_dataloader.dataset.type
-        assert cfg.val_evaluator.official_num_classes == adapt.test_evaluator.official_num_classes
         assert cfg.val_evaluator.protocols == ('official', )
     if target == 'fss1000':
         assert adapt.test_dataloader.dataset.split == source.val_dataloader.dataset.split == 'val'
-        assert adapt.test_evaluator.official_class_offset == adapt.val_evaluator.official_class_offset == 520
-        assert adapt.train_dataloader.dataset.pool_dataset is None
+        assert adapt.train_dataloader.dataset.get('pool_dataset') is None
 
 
 @pytest.mark.parametrize('path', CONFIGS)
@@ -101,23 +108,22 @@ def test_missing_source_checkpoint_says_what_to_run(root, tmp_path):
 
 
 SMALL = """
-small = [dict(type='LoadRGBImageFromFile'), dict(type='LoadBinaryMask', mode='threshold'),
-         dict(type='FewShotResize', scale=(64, 64))]
 load_from = '{ckpt}'
-test_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(data_root='{data}', pipeline=small, num_episodes=12))
-test_cfg = dict(seeds=(0, 1))
+data_root = '{data}'
+test_episodes = 12
+test_seeds = (0, 1)
+test_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(pipeline=[
+    dict(type='LoadRGBImageFromFile'), dict(type='LoadBinaryMask', mode='threshold'),
+    dict(type='FewShotResize', scale=(64, 64))]))
 """
 PROTOCOLS = dict(
     # the standard pool avoids the queries of the evaluated seeds; the last epoch is tested
     standard=("_base_ = '{root}/configs/ifa/deepglobe_1shot.py'" + SMALL + """
-train_dataloader = dict(batch_size=6, dataset=dict(eval_seeds=(0, 1),
-                                                  dataset=dict(data_root='{data}', pipeline=small, num_episodes=12)))
+train_dataloader = dict(batch_size=6)
 train_cfg = dict(max_epochs=2)
 """, 'epoch_2.pth'),
     # supports from the test pool, best epoch on the seed-0 test episodes
     official=("_base_ = '{root}/configs/ifa/deepglobe_1shot_official.py'" + SMALL + """
-val_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(data_root='{data}', pipeline=small, num_episodes=12))
-train_dataloader = dict(dataset=dict(dataset=dict(data_root='{data}', pipeline=small, num_episodes=12)))
 train_cfg = dict(max_epochs=3)
 """, 'best.pth'))
 
@@ -134,20 +140,37 @@ def test_deepglobe_adaptation_and_test_on_fake_layout(root, tmp_path, protocol):
     cfg = tmp_path / 'cfg.py'
     cfg.write_text(template.format(root=root, ckpt=ckpt, data=data))
     work = tmp_path / 'work'
-    proc = run(root, 'tools/train.py', str(cfg), '--work-dir', str(work))
+    # facts changed on the command line reach the pool's exclusion set and the test
+    options = ['--cfg-options', 'test_episodes=10', 'test_seeds=[3,4]']
+    proc = run(root, 'tools/train.py', str(cfg), '--work-dir', str(work), *options)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((work / 'protocol.json').read_text())
+    assert (record['mode'], record['stage'], record['test_episodes'], record['test_seeds']) == \
+        ('train', 'adaptation', 10, [3, 4])
+    assert record['checkpoint_selected_on_test_set'] == (protocol == 'official')
     if protocol == 'standard':
-        assert json.loads((work / 'support_pool.json').read_text())  # the pool is recorded in the work dir
+        pool = json.loads((work / 'support_pool.json').read_text())  # the pool is recorded in the work dir
+        assert pool['eval_seeds'] == [3, 4]
+        evaluated = [DATASETS.build(dict(type='DeepglobeDataset', data_root=data, shot=1, num_episodes=10, seed=s))
+                  for s in (3, 4)]
+        queries = {os.path.relpath(ds.get_data_info(i)['query']['img_path'], data) for ds in evaluated
+                   for i in range(len(ds))}
+        pooled = {p for images in pool['supports'].values() for p in images}
+        assert len(pooled) == record['pool_images'] == 6 and not pooled & queries
+        assert record['excluded_test_queries'] == len(queries)
     else:
         assert not (work / 'support_pool.json').exists()
         log = proc.stdout + proc.stderr
         assert log.count('official.mIoU:') == 3  # one selection evaluation per epoch
         assert os.readlink(work / 'best.pth').startswith('best_official.mIoU_epoch_')
-    proc = run(root, 'tools/test.py', str(cfg), str(work / tested), '--work-dir', str(work))
+    proc = run(root, 'tools/test.py', str(cfg), str(work / tested), '--work-dir', str(work), *options)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = proc.stdout + proc.stderr
-    for key in ('mIoU', 'FBIoU', 'official.mIoU', 'IoU.agriculture', 'mIoU_ci95'):
+    for key in ('mIoU', 'FBIoU', 'official.mIoU', 'IoU.agriculture', 'mIoU_ci95', 'episode seed 4 (2/2): 10 episodes'):
         assert key in log, key
+    record = json.loads((work / 'protocol.json').read_text())
+    assert (record['mode'], record['test_episodes_per_seed'], record['official_batch_size']) == ('test', 10, 96)
+    assert ('checkpoint selected on the test set' in log) == (protocol == 'official')
 
 
 def test_episode_resample_hook(tmp_path):
@@ -202,6 +225,6 @@ def test_released_checkpoint_under_the_official_protocol(root, tmp_path, release
     cfg = tmp_path / 'cfg.py'
     cfg.write_text(f"_base_ = '{root}/configs/ifa/{target}_1shot_official.py'" + SMALL.format(ckpt='', data=data))
     proc = run(root, 'tools/test.py', str(cfg), released_checkpoint, '--work-dir', str(tmp_path / 'work'),
-               '--cfg-options', 'test_cfg.seeds=[0]')
+               '--cfg-options', 'test_seeds=[0]')
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'official.mIoU' in proc.stdout + proc.stderr

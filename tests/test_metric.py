@@ -44,12 +44,20 @@ def run_metric(metric, data, chunk, order=None):
     return metric.compute_metrics(metric.results)
 
 
+def metric_for(num_classes, offset=0, **kwargs):
+    """A metric told the class facts by the evaluated dataset's metainfo, as the test loop does."""
+    metric = FewShotIoUMetric(**kwargs)
+    metric.dataset_meta = dict(classes=tuple(f'c{i}' for i in range(num_classes)), official_num_classes=num_classes,
+                               official_class_offset=offset)
+    return metric
+
+
 def test_metric_independent_of_our_batching():
     """Official value at the official batch size 4, whatever batches this run uses."""
     data = samples('deepglobe')
     ref = None
     for chunk, order in ((1, None), (12, None), (96, None), (7, np.random.RandomState(0).permutation(30))):
-        metric = FewShotIoUMetric(official_batch_size=4, official_num_classes=6)
+        metric = metric_for(6, official_batch_size=4)
         res = run_metric(metric, data, chunk, order)
         ref = ref or res
         assert res == pytest.approx(ref, abs=1e-12)
@@ -59,14 +67,15 @@ def test_metric_independent_of_our_batching():
 def test_two_ranks_equal_one():
     """Results split as a 2-process DistributedSampler would (interleaved), then gathered."""
     data = samples('isic')
-    one = run_metric(FewShotIoUMetric(official_batch_size=6, official_num_classes=3), data, 5)
+    one = run_metric(metric_for(3, official_batch_size=6), data, 5)
     gathered = data[0::2] + data[1::2]
-    two = run_metric(FewShotIoUMetric(official_batch_size=6, official_num_classes=3), gathered, 5)
+    two = run_metric(metric_for(3, official_batch_size=6), gathered, 5)
     assert one == pytest.approx(two, abs=1e-12)
 
 
 def test_class_offset_for_fss():
-    metric = FewShotIoUMetric(official_batch_size=12, official_num_classes=1000, official_class_offset=520)
+    metric = metric_for(240, offset=520, official_batch_size=12)
+    metric.dataset_meta['official_num_classes'] = 1000
     res = run_metric(metric, samples('fss', offset=520), 3)
     assert res['official.mIoU'] == pytest.approx(100 * float(FIXTURE['fss_official_bs12']), abs=1e-10)
 
@@ -82,9 +91,9 @@ def test_standard_by_hand():
 
 
 def test_official_equals_fbiou_when_batches_start_at_class_0():
-    """Spec §6.3: with a batch size that is a multiple of the class count, the official
-    Deepglobe number is FB-IoU."""
-    res = run_metric(FewShotIoUMetric(official_batch_size=12, official_num_classes=6), samples('deepglobe'), 5)
+    """With a batch size that is a multiple of the class count, the official Deepglobe number is FB-IoU
+    (every batch's first episode is of class 0, so ``test.py`` labels all of them class 1)."""
+    res = run_metric(metric_for(6, official_batch_size=12), samples('deepglobe'), 5)
     # 30 episodes: batches 0-11, 12-23 start at class 0, batch 24-29 too
     assert res['official.mIoU'] == pytest.approx(res['FBIoU'], abs=1e-10)
 
@@ -92,13 +101,23 @@ def test_official_equals_fbiou_when_batches_start_at_class_0():
 def test_errors():
     with pytest.raises(ValueError, match='official_batch_size'):
         FewShotIoUMetric()
-    metric = FewShotIoUMetric(protocols=('official', ), official_batch_size=4, official_num_classes=6)
+    metric = metric_for(6, protocols=('official', ), official_batch_size=4)
     data = samples('deepglobe')
     with pytest.raises(ValueError, match=r'first episodes \[0\]'):
         run_metric(metric, data[1:], 4)
     metric = FewShotIoUMetric(protocols=('standard', ))
     with pytest.raises(ValueError, match='twice'):
         run_metric(metric, data + data[:1], 4)
+    metric = FewShotIoUMetric(protocols=('official', ), official_batch_size=4)  # no official class facts
+    metric.dataset_meta = dict(classes=('a', 'b'))
+    with pytest.raises(ValueError, match='official_num_classes in the metainfo'):
+        run_metric(metric, data, 4)
+
+
+def test_class_names_come_from_the_dataset():
+    """The per-class keys follow the evaluated dataset's metainfo, whatever the config says."""
+    res = run_metric(metric_for(6, official_batch_size=4), samples('deepglobe'), 5)
+    assert {f'IoU.c{i}' for i in range(6)} <= set(res)
 
 
 def test_original_resolution(tmp_path):

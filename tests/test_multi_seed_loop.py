@@ -3,17 +3,15 @@ import copy
 import pytest
 import torch
 from mmengine import Config
-from mmengine.runner import Runner
-
-from ifa_mmseg.engine import mean_ci95
+from ifa_mmseg.engine import FewShotRunner, mean_ci95
 from ifa_mmseg.utils import enable_amp
 
 
 def make_runner(root, tmp_path, seeds):
     cfg = Config.fromfile(f'{root}/tests/helpers/toy_config.py')
     cfg.work_dir = str(tmp_path)
-    cfg.test_cfg.seeds = seeds
-    return Runner.from_cfg(copy.deepcopy(cfg))
+    cfg.test_seeds = seeds
+    return FewShotRunner.from_cfg(copy.deepcopy(cfg))
 
 
 def test_mean_and_interval_over_seeds(root, tmp_path):
@@ -47,11 +45,11 @@ def test_bf16_autocast_evaluation(root, tmp_path, monkeypatch):
     assert set(dtypes) == {None}
     cfg = Config.fromfile(f'{root}/tests/helpers/toy_config.py')
     cfg.work_dir = str(tmp_path / 'bf16')
-    cfg.test_cfg.seeds = (0, )
+    cfg.test_seeds = (0, )
     enable_amp(cfg, 'bfloat16')
     assert cfg.test_cfg.amp_dtype == 'bfloat16' and cfg.optim_wrapper.dtype == 'bfloat16'
     dtypes.clear()
-    half = Runner.from_cfg(cfg).test()
+    half = FewShotRunner.from_cfg(cfg).test()
     assert set(dtypes) == {torch.bfloat16}
     # a random toy model has many near-ties, which bf16 rounding flips: only a loose bound here
     # (the trained demo on a GPU is the accuracy check, docs/benchmarks.md)
@@ -64,6 +62,6 @@ def test_amp_dtype_is_checked(root, tmp_path):
         cfg = Config.fromfile(f'{root}/tests/helpers/toy_config.py')
         cfg.work_dir = str(tmp_path)
         cfg.test_cfg.amp_dtype = 'float64'
-        Runner.from_cfg(cfg).test()
+        FewShotRunner.from_cfg(cfg).test()
     with pytest.raises(ValueError, match='amp dtype'):
         enable_amp(Config(dict()), 'float64')

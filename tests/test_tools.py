@@ -1,9 +1,12 @@
 """Our tools/train.py and tools/test.py, single process and 2-process gloo (torchrun)."""
+import pickle
+
 import numpy as np
 import torch
 from PIL import Image
 
 from ifa_mmseg.compat import safe_torch_load
+from ifa_mmseg.evaluation import unpack_mask
 from tests.helpers.launch import TOY_CONFIG as CONFIG, run, run_sh
 
 
@@ -17,7 +20,11 @@ def test_train_then_test(root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = proc.stdout + proc.stderr
     assert 'results over episode seeds' in log and 'official.mIoU_ci95' in log
-    assert out.exists()
+    with open(out, 'rb') as f:
+        dumped = pickle.load(f)
+    assert sorted(dumped) == [0, 1, 2] and all(len(dumped[s]) == 4 for s in dumped)  # every seed kept
+    assert unpack_mask(dumped[2][3]).shape == (48, 48) and dumped[2][3]['episode'] == 3
+    assert out.stat().st_size < 12 * 1024  # masks only (bit-packed), not the pickled batches
     pictures = sorted(p.relative_to(tmp_path / 'vis').as_posix() for p in (tmp_path / 'vis').rglob('*.png'))
     assert pictures == [f'seed{s}/episode_0000{e}.png' for s in range(3) for e in range(2)]
     panel = np.asarray(Image.open(tmp_path / 'vis' / 'seed0' / 'episode_00000.png'))

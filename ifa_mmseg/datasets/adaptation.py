@@ -47,7 +47,7 @@ def ifa_query_pipeline(pipeline: Sequence[dict], flip_prob: float = 0.5, grid_sh
 
 @DATASETS.register_module()
 class IFAAdaptationDataset(BaseDataset):
-    """Pseudo-query episodes for IFA adaptation on a target domain (spec §8.2).
+    """Pseudo-query episodes for IFA adaptation on a target domain (official ``data/*_IFA.py`` loaders).
 
     Every episode has K labelled supports of one class; its query is support ``j``
     (``j = 0`` for 1-shot, else uniform) passed through ``query_pipeline`` (by default the
@@ -62,13 +62,19 @@ class IFAAdaptationDataset(BaseDataset):
       ``pool_dataset`` (default: ``dataset``) among those that are never a query of the
       evaluation episodes of any of ``eval_seeds``; every epoch uses these images only.
       The choice is written to ``pool_file`` (e.g. in the work dir) when given. One
-      episode per class by default. FSS-1000 evaluates every image of its split, so
-      its pool must come from another split (e.g. ``pool_dataset`` with ``split='trn'``).
+      episode per class by default. A dataset whose every image is a query (FSS-1000)
+      names another split in ``ADAPTATION['pool_split']``; the default ``pool_dataset``
+      is then ``dataset`` on that split.
     * ``'official'``: as the official code, every item draws a fresh test episode of
-      ``dataset`` with the official call sequence on numpy's global generator (seeded by
-      the runner) and keeps its supports, so the supports change every epoch and come
-      from the test pool. Default lengths 6 / 3 / 1 / 520 (Deepglobe / ISIC / Chest
-      X-ray / FSS-1000).
+      ``dataset`` with the official call sequence and keeps its supports, so the
+      supports change every epoch and come from the test pool. Default lengths
+      6 / 3 / 1 / 520 (Deepglobe / ISIC / Chest X-ray / FSS-1000).
+
+    Every random draw of an item (the official episode, the pseudo-query's support, the
+    augmentations) comes from a generator seeded with (``seed``, epoch, index), the
+    epoch being set by :meth:`set_epoch`: any worker count, order or a resumed run gives
+    the same items. numpy's global state, which mmcv-style transforms draw from, is
+    seeded for the item and restored afterwards.
 
     Args:
         dataset: config of the target's evaluation dataset.
@@ -99,9 +105,16 @@ class IFAAdaptationDataset(BaseDataset):
             raise ValueError(f"support_pool must be 'standard' or 'official', got {support_pool!r}")
         if support_pool == 'official' and (pool_dataset is not None or pool_file is not None):
             raise ValueError("pool_dataset and pool_file belong to support_pool='standard'")
+        if num_episodes is not None and num_episodes <= 0:
+            raise ValueError(f'num_episodes must be positive (or None for the default), got {num_episodes}')
         self.eval_dataset: BaseFewShotDataset = DATASETS.build(dataset)
+        pool_split = type(self.eval_dataset).ADAPTATION.get('pool_split')
+        if pool_dataset is None and support_pool == 'standard' and pool_split is not None:
+            pool_dataset = dict(dataset, split=pool_split)
         self.source: BaseFewShotDataset = (DATASETS.build(pool_dataset) if pool_dataset is not None
                                            else self.eval_dataset)
+        self.epoch = 0
+        self.pool_summary: Dict[str, object] = dict(support_pool=support_pool)
         self.support_pool = support_pool
         self.shot = self.eval_dataset.shot
         self.seed = seed
@@ -122,6 +135,8 @@ class IFAAdaptationDataset(BaseDataset):
         if self.support_pool == 'official':
             official = type(self.eval_dataset).ADAPTATION['official_episodes']
             n = self._num_episodes or official or len(self.eval_dataset.class_pools)
+            # supports are resampled from the whole test pool: no test query is excluded
+            self.pool_summary.update(pool_images=sum(map(len, self.eval_dataset.class_pools)), excluded_test_queries=0)
             return [dict(episode=i) for i in range(n)]
         pool = self._draw_pool()
         if self.pool_file and is_main_process():
@@ -133,6 +148,7 @@ class IFAAdaptationDataset(BaseDataset):
     def _draw_pool(self) -> List[Tuple[int, List[ImageRecord]]]:
         """(class id, K images) for every class with images, avoiding every evaluation query."""
         queries = {e['query']['img_path'] for s in self.eval_seeds for e in self.eval_dataset.generate_episodes(s)}
+        pool_images = {img['img_path'] for images in self.source.class_pools for img in images}
         rng = np.random.default_rng(self.seed)
         pool = []
         for class_id, images in enumerate(self.source.class_pools):
@@ -146,6 +162,8 @@ class IFAAdaptationDataset(BaseDataset):
                     f'evaluation episodes (seeds {list(self.eval_seeds)}), {self.shot} are needed; take the '
                     f'pool from other images (pool_dataset, e.g. FSS-1000 split="trn") or fewer eval_seeds')
             pool.append((class_id, [free[p] for p in rng.choice(len(free), self.shot, replace=False).tolist()]))
+        self.pool_summary.update(pool_images=sum(len(images) for _, images in pool),
+                                 excluded_test_queries=len(queries & pool_images))
         return pool
 
     def _write_pool(self, pool: List[Tuple[int, List[ImageRecord]]]) -> None:
@@ -159,7 +177,19 @@ class IFAAdaptationDataset(BaseDataset):
         with open(self.pool_file, 'w') as f:
             json.dump(record, f, indent=1)
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose draws the next items make (:class:`~ifa_mmseg.engine.EpisodeResampleHook`)."""
+        self.epoch = epoch
+
     def prepare_data(self, idx: int) -> Optional[dict]:
+        state = np.random.get_state()
+        np.random.seed(item_seed(self.seed, self.epoch, idx))
+        try:
+            return self._draw_item(idx)
+        finally:
+            np.random.set_state(state)
+
+    def _draw_item(self, idx: int) -> Optional[dict]:
         info = self.get_data_info(idx)
         if self.support_pool == 'official':
             info = self.eval_dataset.draw_episode(info['episode'], np.random, official=True)
@@ -168,3 +198,8 @@ class IFAAdaptationDataset(BaseDataset):
         query = dict(self.source.image_results(supports[j], class_id, episode), pseudo_query_index=j)
         return pack_episode(self.pack, self.query_pipeline(query),
                             [self.pipeline(self.source.image_results(s, class_id, episode)) for s in supports])
+
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """A 32-bit seed for item ``index`` of ``epoch``: independent streams for every (seed, epoch, index)."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])

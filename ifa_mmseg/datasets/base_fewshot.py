@@ -7,8 +7,11 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 from mmseg.registry import DATASETS, TRANSFORMS
 
+from .transforms.loading import MASK_RULE, LoadBinaryMask
+
 ImageRecord = Dict[str, str]  # {'img_path': ..., 'seg_map_path': ...}
 LegacyRNG = Union[np.random.RandomState, ModuleType]  # a RandomState, or the np.random module itself
+MASK_CHECK_READS = 8  # masks read per class, at most, to find one with foreground
 
 
 def build_transforms(transforms: Sequence[Union[dict, Callable]]) -> List[Callable]:
@@ -85,11 +88,14 @@ class BaseFewShotDataset(BaseDataset):
             raise ValueError(f"episode_sampling must be 'standard' or 'official', got {episode_sampling!r}")
         if shot < 1:
             raise ValueError(f'shot must be at least 1, got {shot}')
+        if num_episodes is not None and num_episodes <= 0:
+            raise ValueError(f'num_episodes must be positive (or None for the default), got {num_episodes}')
         self.shot = shot
         self.seed = seed
         self.episode_sampling = episode_sampling
         self._num_episodes = num_episodes
         self.class_pools: List[List[ImageRecord]] = []
+        self.class_dirs: List[str] = []  # the folder each class's images are listed from, for messages
         self.queries: Optional[List[Tuple[int, int]]] = None
         self.pack = TRANSFORMS.build(pack_cfg or dict(type='PackFewShotInputs'))
         super().__init__(data_root=data_root,
@@ -98,7 +104,10 @@ class BaseFewShotDataset(BaseDataset):
 
     # ----------------------------------------------------------------- layout hooks
     def load_layout(self) -> Tuple[List[List[ImageRecord]], Optional[List[Tuple[int, int]]]]:
-        """Read the layout under ``data_root``.
+        """Read the layout under ``data_root`` and fill ``self.class_dirs``.
+
+        ``class_dirs`` holds, per class, the folder its images are listed from (named
+        when a class has too few images).
 
         Returns:
             ``class_pools``: the images of every class (index = class id) in the official
@@ -115,7 +124,7 @@ class BaseFewShotDataset(BaseDataset):
     def image_results(self, image: ImageRecord, class_id: int, episode: int) -> dict:
         """The pipeline input for one image of an episode."""
         return dict(img_path=image['img_path'], seg_map_path=image['seg_map_path'], class_id=class_id,
-                    episode=episode, seg_fields=[])
+                    episode=episode, episode_seed=self.seed, seg_fields=[])
 
     # ------------------------------------------------------------------ episodes
     def default_num_episodes(self) -> Optional[int]:
@@ -133,17 +142,40 @@ class BaseFewShotDataset(BaseDataset):
     def load_data_list(self) -> List[dict]:
         self.class_pools, self.queries = self.load_layout()
         self._check_pools()
+        self._check_masks()
         return self.generate_episodes(self.seed)
+
+    def _used_classes(self) -> Sequence[int]:
+        """The classes the episodes draw from."""
+        return range(len(self.class_pools)) if self.queries is None else sorted({c for c, _ in self.queries})
 
     def _check_pools(self) -> None:
         need = 2 if self.episode_sampling == 'official' else self.shot + 1
-        used = (range(len(self.class_pools)) if self.queries is None else sorted({c for c, _ in self.queries}))
-        for c in used:
+        for c in self._used_classes():
             pool = self.class_pools[c]
             if len(pool) < need:
-                where = f' in {os.path.dirname(pool[0]["img_path"])}' if pool else ''
-                raise ValueError(f'class {c} ({self.metainfo["classes"][c]}) has {len(pool)} image(s){where}; '
-                                 f'{self.shot}-shot {self.episode_sampling} episodes need at least {need}')
+                raise ValueError(f'class {c} ({self.metainfo["classes"][c]}) has {len(pool)} image(s) in '
+                                 f'{self.class_dirs[c]}; {self.shot}-shot {self.episode_sampling} episodes '
+                                 f'need at least {need}')
+
+    def _check_masks(self) -> None:
+        """Stop on a class whose masks all decode empty (masks stored in a way the rule misses).
+
+        Per class, the masks are decoded in pool order with the pipeline's
+        ``LoadBinaryMask`` until one has foreground, at most :data:`MASK_CHECK_READS` of
+        them. Class-index maps (``mode='label'``) need no decoding rule and are not read.
+        """
+        loader = next((t for t in self.pipeline.transforms
+                       if isinstance(t, LoadBinaryMask) and t.mode == 'threshold'), None)
+        if loader is None:
+            return
+        for c in self._used_classes():
+            images = self.class_pools[c][:MASK_CHECK_READS]
+            if not any(loader.transform(self.image_results(img, c, 0))['gt_seg_map'].any() for img in images):
+                raise ValueError(
+                    f'class {c} ({self.metainfo["classes"][c]}): the first {len(images)} mask(s) in '
+                    f'{os.path.dirname(images[0]["seg_map_path"])} have no foreground pixel ({MASK_RULE}, '
+                    f'threshold {loader.threshold}); check how the masks are stored')
 
     def generate_episodes(self, seed: int) -> List[dict]:
         """The episode table for ``seed`` under this dataset's ``episode_sampling``."""
@@ -180,6 +212,16 @@ class BaseFewShotDataset(BaseDataset):
             if support['img_path'] != query['img_path']:
                 supports.append(support)
         return supports
+
+    def set_epoch(self, epoch: int) -> None:
+        """New supports every training epoch: the table of ``seed + epoch`` (epoch 0 keeps the first table).
+
+        The official source training reseeds its sampling every epoch, so a query meets new
+        supports each time (:class:`~ifa_mmseg.engine.EpisodeResampleHook` calls this).
+        """
+        self.data_list = self.generate_episodes(self.seed + epoch)
+        if self.serialize_data:
+            self.data_bytes, self.data_address = self._serialize_data()
 
     # -------------------------------------------------------------------- items
     def prepare_data(self, idx: int) -> Optional[dict]:

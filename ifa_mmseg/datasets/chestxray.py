@@ -31,7 +31,7 @@ class ChestXrayDataset(BaseFewShotDataset):
         **kwargs: see :class:`BaseFewShotDataset`.
     """
 
-    METAINFO = dict(classes=('lung', ))
+    METAINFO = dict(classes=('lung', ), official_num_classes=1)
 
     def load_layout(self) -> Tuple[List[List[ImageRecord]], None]:
         base = os.path.join(self.data_root, 'LungSegmentation')
@@ -49,4 +49,5 @@ class ChestXrayDataset(BaseFewShotDataset):
         missing = missing_files([p['img_path'] for p in pool], images)
         if missing:
             raise LayoutError(first_missing_message(missing, 'Chest X-ray image(s) of existing masks', hint))
+        self.class_dirs = [masks]  # the episodes draw from the mask list
         return [pool], None

@@ -37,7 +37,8 @@ class DeepglobeDataset(BaseFewShotDataset):
         **kwargs: see :class:`BaseFewShotDataset`.
     """
 
-    METAINFO = dict(classes=('agriculture', 'urban', 'rangeland', 'forest', 'water', 'barren'))
+    METAINFO = dict(classes=('agriculture', 'urban', 'rangeland', 'forest', 'water', 'barren'),
+                    official_num_classes=6)
     ADAPTATION = dict(flip_prob=0.8, grid_shuffle=True, official_episodes=None)
     FOLDERS = ('1', '2', '3', '4', '5', '6')
 
@@ -45,8 +46,10 @@ class DeepglobeDataset(BaseFewShotDataset):
         base = os.path.join(self.data_root, 'Deepglobe', '04_train_cat')
         hint = f'make the Deepglobe layout with: {CONVERTER}'
         pools = []
+        self.class_dirs = []
         for folder in self.FOLDERS:
             origin = require_dir(os.path.join(base, folder, 'test', 'origin'), hint)
             truth = require_dir(os.path.join(base, folder, 'test', 'groundtruth'), hint)
             pools.append(image_mask_pool(origin, truth, deepglobe_mask_name, 'Deepglobe mask(s)', hint))
+            self.class_dirs.append(origin)
         return pools, None

@@ -33,8 +33,10 @@ class FSS1000Dataset(BaseFewShotDataset):
         **kwargs: see :class:`BaseFewShotDataset`.
     """
 
+    METAINFO = dict(classes=(), official_num_classes=1000)
     DEFAULT_NUM_EPISODES = None
-    ADAPTATION = dict(flip_prob=0.5, grid_shuffle=False, official_episodes=520)
+    # every image of the split is a query, so the labelled adaptation pool comes from the training classes
+    ADAPTATION = dict(flip_prob=0.5, grid_shuffle=False, official_episodes=520, pool_split='trn')
 
     def __init__(self, data_root: str, split: str = 'test', ann_file: str = '', **kwargs) -> None:
         if split not in SPLIT_OFFSETS:
@@ -45,7 +47,7 @@ class FSS1000Dataset(BaseFewShotDataset):
     def load_layout(self) -> Tuple[List[List[ImageRecord]], List[Tuple[int, int]]]:
         class_list = Path(self.ann_file) if self.ann_file else SPLITS_DIR / 'fss' / f'{self.split}.txt'
         classes = sorted(read_lines(class_list))
-        self._metainfo['classes'] = tuple(classes)
+        self._metainfo.update(classes=tuple(classes), official_class_offset=SPLIT_OFFSETS[self.split])
         base = os.path.join(self.data_root, 'FSS-1000')
         folders = [os.path.join(base, c) for c in classes]
         absent = [f for f in folders if not os.path.isdir(f)]
@@ -55,6 +57,11 @@ class FSS1000Dataset(BaseFewShotDataset):
                 'FSS-1000 is read in HSNet\'s layout: data_root/FSS-1000/<class>/<n>.jpg with <n>.png masks'))
         pools = [image_mask_pool(folder, folder, lambda name: name.split('.')[0] + '.png', 'FSS-1000 mask(s)')
                  for folder in folders]
+        empty = [f for f, pool in zip(folders, pools) if not pool]  # a class without queries would silently vanish
+        if empty:
+            raise LayoutError(f'{len(empty)} FSS-1000 class folder(s) of {class_list} hold no .jpg image, '
+                              f'e.g. {empty[0]}')
+        self.class_dirs = folders
         queries = [(c, j) for c, pool in enumerate(pools) for j in range(len(pool))]
         return pools, queries
 

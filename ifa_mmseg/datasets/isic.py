@@ -26,7 +26,7 @@ class ISICDataset(BaseFewShotDataset):
         **kwargs: see :class:`BaseFewShotDataset`.
     """
 
-    METAINFO = dict(classes=('nevus', 'seborrheic_keratosis', 'melanoma'))
+    METAINFO = dict(classes=('nevus', 'seborrheic_keratosis', 'melanoma'), official_num_classes=3)
     FOLDERS = ('1', '2', '3')
 
     def load_layout(self) -> Tuple[List[List[ImageRecord]], None]:
@@ -34,8 +34,10 @@ class ISICDataset(BaseFewShotDataset):
         hint = f'make the ISIC class folders with: {CONVERTER}'
         truth = require_dir(os.path.join(base, 'ISIC2018_Task1_Training_GroundTruth'), hint)
         pools = []
+        self.class_dirs = []
         for folder in self.FOLDERS:
             images = require_dir(os.path.join(base, 'ISIC2018_Task1-2_Training_Input', folder), hint)
             pools.append(image_mask_pool(images, truth, lambda name: name.split('.')[0] + '_segmentation.png',
                                          'ISIC mask(s)'))
+            self.class_dirs.append(images)
         return pools, None

@@ -61,6 +61,7 @@ class Pascal5iDataset(BaseFewShotDataset):
         ann_dir = require_dir(os.path.join(self.data_root, 'VOC2012', 'SegmentationClassAug'), hint)
         folds = [f for f in range(NUM_FOLDS) if f != self.fold] if self.split == 'trn' else [self.fold]
         pools: List[List[ImageRecord]] = [[] for _ in VOC_CLASSES]
+        self.class_dirs = [img_dir] * len(VOC_CLASSES)  # the split lists pick every class's images there
         queries = []
         for f in folds:
             for line in read_lines(SPLITS_DIR / 'pascal' / self.split / f'fold{f}.txt'):

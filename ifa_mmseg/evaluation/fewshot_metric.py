@@ -132,7 +132,8 @@ class FewShotIoUMetric(BaseMetric):
         if unknown:
             raise ValueError(f'unknown protocols {sorted(unknown)}; use standard and/or official')
         if 'official' in protocols and official_batch_size is None:
-            raise ValueError('the official protocol needs official_batch_size')
+            raise ValueError('the official protocol needs official_batch_size (FewShotRunner derives it from shot: '
+                             "build the runner from a config with runner_type='FewShotRunner')")
         if resolution not in ('model', 'original'):
             raise ValueError(f"resolution must be 'model' or 'original', got {resolution!r}")
         self.protocols = tuple(protocols)
