@@ -1,4 +1,7 @@
+import json
 import os
+import re
+import struct
 import subprocess
 import sys
 
@@ -9,6 +12,7 @@ from ifa_mmseg.compat import safe_torch_load
 from ifa_mmseg.models import ConversionError, IFAResNet, convert_official
 
 from .helpers.official_recipe import imagenet_state_dict, official_trained_state_dict
+from .helpers.scripts import load_script
 
 
 @pytest.fixture(scope='module')
@@ -73,3 +77,68 @@ def test_cli(root, tmp_path):
     proc = run_tool(root, src, dst)
     assert proc.returncode != 0 and 'layer1.0.bn1.weight' in proc.stderr and src in proc.stderr
     os.remove(dst)
+
+
+class RunsCode:
+    """A pickled object whose unpickling would run a shell command."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}', )
+
+
+def write_bad_sources(folder) -> dict:
+    """Source files the converter must refuse, by case: the path and phrases its message must hold."""
+    cases = dict(missing=(folder / 'missing.pth', ['no such file']),
+                 empty=(folder / 'empty.pth', ['empty (0 bytes)']),
+                 text=(folder / 'notes.pth', ['not a PyTorch checkpoint']),
+                 random=(folder / 'random.pth', ['not a PyTorch checkpoint']),
+                 safetensors=(folder / 'model.safetensors', ['is a safetensors file, not an official IFA/SSP',
+                                                             'safetensors.torch.load_file']),
+                 malicious=(folder / 'evil.pth', ['refused: the file holds non-tensor objects', 'unsafe',
+                                                  f'({os.system.__module__}.system)']))
+    cases['empty'][0].write_bytes(b'')
+    cases['text'][0].write_text('layer0.0.0.weight 0.1 0.2\n')
+    cases['random'][0].write_bytes(bytes(range(256)) * 8)
+    header = json.dumps({'w': dict(dtype='F32', shape=[1], data_offsets=[0, 4])}).encode()
+    cases['safetensors'][0].write_bytes(struct.pack('<Q', len(header)) + header + bytes(4))
+    torch.save(dict(official_trained_state_dict(50), payload=RunsCode(str(folder / 'code_ran'))), cases['malicious'][0])
+    return cases
+
+
+def test_cli_refuses_bad_sources_naming_them(root, tmp_path):
+    for case, (src, phrases) in write_bad_sources(tmp_path).items():
+        proc = run_tool(root, str(src), str(tmp_path / 'out.pth'))
+        assert proc.returncode == 1, case
+        assert str(src) in proc.stderr and all(p in proc.stderr for p in phrases), (case, proc.stderr)
+        assert 'Traceback' not in proc.stderr and 'weights_only=False' not in proc.stderr, case
+    assert not (tmp_path / 'code_ran').exists() and not (tmp_path / 'out.pth').exists()
+
+
+def test_cli_checks_the_destination_before_loading(root, tmp_path):
+    src = tmp_path / 'resnet50_1shot.pth'
+    torch.save(official_trained_state_dict(50), src)
+    mtime = src.stat().st_mtime_ns
+    proc = run_tool(root, str(src), str(src))
+    assert proc.returncode == 1 and f'{src} is the source file' in proc.stderr
+    assert src.stat().st_mtime_ns == mtime
+    dst = tmp_path / 'no_such_folder' / 'out.pth'
+    proc = run_tool(root, str(src), str(dst))
+    assert proc.returncode == 1
+    assert f'cannot write {dst}: the folder {dst.parent} does not exist' in proc.stderr
+    text = tmp_path / 'notes.pth'
+    text.write_text('not weights')
+    proc = run_tool(root, str(text), str(dst))  # checked before the source is loaded
+    assert f'cannot write {dst}: the folder' in proc.stderr and 'not a PyTorch checkpoint' not in proc.stderr
+    proc = run_tool(root, str(src), str(tmp_path))
+    assert proc.returncode == 1 and f'cannot write {tmp_path}: it is a folder' in proc.stderr
+
+
+def test_unwritable_destination_folder_is_named(tmp_path, monkeypatch):
+    tool = load_script('tools/model_converters/ifa_official_to_mmseg.py')
+    monkeypatch.setattr(tool.os, 'access', lambda path, mode: path != str(tmp_path))  # tests run as root
+    with pytest.raises(ValueError, match=re.escape(f'cannot write {tmp_path / "out.pth"}: no write permission in '
+                                                   f'{tmp_path}')):
+        tool.check_destination(str(tmp_path / 'src.pth'), str(tmp_path / 'out.pth'))

@@ -1,5 +1,6 @@
 """Bad input gives errors naming the files and the fix (issue 3, item 7)."""
 import os
+import re
 
 import pytest
 import torch
@@ -125,3 +126,37 @@ def test_empty_support_mask_is_allowed(tmp_path, root):
     with torch.no_grad():
         out = model.test_step(batch)
     assert out[0].pred_sem_seg.data.shape == (1, 32, 32)
+
+
+def empty_folder(folder) -> str:
+    """Remove every file of ``folder`` and keep the folder."""
+    for f in folder.iterdir():
+        f.unlink()
+    return str(folder)
+
+
+def test_empty_class_folder_is_named(tmp_path):
+    fake_layouts.write_deepglobe(str(tmp_path))
+    origin = empty_folder(tmp_path / 'Deepglobe' / '04_train_cat' / '4' / 'test' / 'origin')
+    with pytest.raises(ValueError, match=re.escape(f'class 3 (forest) has 0 image(s) in {origin}; 1-shot')):
+        build(tmp_path, type='DeepglobeDataset')
+    fake_layouts.write_isic(str(tmp_path))
+    isic_class = empty_folder(tmp_path / 'ISIC' / 'ISIC2018_Task1-2_Training_Input' / '2')
+    with pytest.raises(ValueError, match=re.escape(f'class 1 (seborrheic_keratosis) has 0 image(s) in {isic_class}')):
+        build(tmp_path, type='ISICDataset', episode_sampling='official')
+    classes = fake_layouts.fss_classes('test')
+    fake_layouts.write_fss1000(str(tmp_path), classes)
+    fss_class = empty_folder(tmp_path / 'FSS-1000' / classes[5])
+    with pytest.raises(LayoutError, match=r'1 FSS-1000 class folder\(s\) of .*test\.txt hold no \.jpg image, e\.g\. '
+                       + re.escape(fss_class)):
+        build(tmp_path, type='FSS1000Dataset', split='test')
+
+
+@pytest.mark.parametrize('num_episodes', [0, -3])
+def test_non_positive_num_episodes(tmp_path, num_episodes):
+    fake_layouts.write_isic(str(tmp_path), counts=(3, 3, 3))
+    with pytest.raises(ValueError, match=f'num_episodes must be positive .*got {num_episodes}$'):
+        build(tmp_path, type='ISICDataset', num_episodes=num_episodes)
+    with pytest.raises(ValueError, match=f'num_episodes must be positive .*got {num_episodes}$'):
+        DATASETS.build(dict(type='IFAAdaptationDataset', dataset=dict(type='ISICDataset', data_root=str(tmp_path)),
+                            num_episodes=num_episodes))

@@ -19,7 +19,9 @@ from PIL import Image
 
 from ifa_mmseg.apis import FewShotInferencer
 from ifa_mmseg.datasets.transforms import UnreadableFileError
+from ifa_mmseg.datasets.transforms.loading import EmptyMaskError
 from ifa_mmseg.models import IFAResNet
+from tests.helpers.scripts import load_script
 
 CONFIG = 'configs/ifa/deepglobe_1shot.py'
 SIZE = 64  # model input size instead of 400, to keep the tests fast
@@ -131,16 +133,26 @@ def test_same_pixels_and_logits_as_the_test_pipeline(inferencer, episode, tmp_pa
     assert np.allclose(prob, expected, atol=1e-5)
 
 
-def test_grey_rgb_mask_accepted_colour_mask_refused(inferencer, episode, tmp_path):
+def test_masks_decoded_by_the_datasets_rule(inferencer, episode, tmp_path):
+    """0/1, 16-bit, palette and grey RGB masks give the 0/255 mask's prediction; a dark colour mask is refused."""
     imgs, red, _, queries, _ = episode
     grey = red[0].astype(np.uint8) * 255
-    rgb_grey = save(np.repeat(grey[..., None], 3, 2), tmp_path / 'grey_rgb.png')
     expected = inferencer(queries[0], imgs[:1], [grey])[0]['mask']
-    assert np.array_equal(inferencer(queries[0], imgs[:1], [rgb_grey])[0]['mask'], expected)
+    assert expected.any()
+    palette = Image.frombytes('P', grey.shape[::-1], red[0].astype(np.uint8).tobytes())
+    palette.putpalette([0, 0, 0, 128, 0, 0])  # index 1, the foreground, is grey 38
+    palette.save(tmp_path / 'palette.png')
+    masks = [save(np.repeat(grey[..., None], 3, 2), tmp_path / 'grey_rgb.png'),
+             save(red[0].astype(np.uint8), tmp_path / 'zero_one.png'),
+             save(red[0].astype(np.uint16), tmp_path / 'zero_one_16.png'),
+             str(tmp_path / 'palette.png'), red[0].astype(np.int64)]
+    for mask in masks:
+        assert np.array_equal(inferencer(queries[0], imgs[:1], [mask])[0]['mask'], expected), mask
     colour = np.zeros((*grey.shape, 3), np.uint8)
-    colour[..., 0] = grey  # a red-on-black mask: the channels differ
+    colour[..., 0] = grey  # a red-on-black mask: grey 76, under the threshold
     path = save(colour, tmp_path / 'red_mask.png')
-    with pytest.raises(ValueError, match=re.escape(f'{path}: a mask must be single-channel')):
+    with pytest.raises(EmptyMaskError, match=re.escape(f'{path}: the mask (PIL mode RGB, values (0, 0, 0), '
+                                                       '(255, 0, 0) (grey levels 0, 76)) has non-zero pixels')):
         inferencer.load_supports(imgs[:1], [path])
 
 
@@ -170,6 +182,14 @@ def test_empty_support_mask_warns_and_predicts(inferencer, episode):
     with pytest.warns(UserWarning, match='support mask #1: the support mask has no foreground'):
         result = inferencer(queries[0], imgs, [red[0], np.zeros_like(red[1])])
     assert result[0]['mask'].shape == queries[0].shape[:2]
+
+
+def test_support_set_without_foreground_is_refused(inferencer, episode, tmp_path):
+    imgs, red, _, queries, _ = episode
+    zero = save(np.zeros(red[1].shape, np.uint8), tmp_path / 'zero.png')
+    with pytest.raises(ValueError, match=re.escape(f'no support mask has a foreground pixel at the model input size '
+                                                   f'(support mask #0, {zero})')):
+        inferencer(queries[0], imgs, [np.zeros_like(red[0]), zero])
 
 
 # ---------------------------------------------------------------------- tools/infer.py
@@ -226,3 +246,37 @@ def test_cli_bad_input_writes_nothing(root, checkpoint, episode, tmp_path):
     assert proc.returncode != 0
     assert f'cannot read {qdir / "b.jpg"}' in proc.stderr
     assert not out.exists() and not [p for p in os.listdir(tmp_path) if p.startswith('.')]
+
+
+def test_cli_checks_every_output_path_first(root, checkpoint, episode, tmp_path):
+    supports = write_supports(episode, tmp_path)
+    query = save(episode[3][0], tmp_path / 'q.png')
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('')
+    proc = run_infer(root, checkpoint, *supports, '--query', query, '--out', str(blocker / 'out'))
+    assert proc.returncode != 0
+    assert f'error: cannot create {blocker / "out"}: {blocker} exists and is not a folder' in proc.stderr
+    out = tmp_path / 'out'
+    (out / 'masks').mkdir(parents=True)
+    (out / 'overlays').write_text('')
+    proc = run_infer(root, checkpoint, *supports, '--query', query, '--out', str(out))
+    assert proc.returncode != 0 and '0/1' not in proc.stdout  # stopped before the first prediction
+    assert f'error: cannot write outputs into {out / "overlays"}: it exists and is not a folder' in proc.stderr
+    assert sorted(os.listdir(out)) == ['masks', 'overlays'] and not os.listdir(out / 'masks')
+
+
+def test_output_check_names_unwritable_and_blocked_paths(tmp_path, monkeypatch):
+    infer = load_script('tools/infer.py')
+    out = tmp_path / 'out'
+    (out / 'probs' / 'q.npy').mkdir(parents=True)
+    infer.check_outputs(str(out), ['q'], save_prob=False)  # probs are not written
+    with pytest.raises(ValueError, match=re.escape(f'cannot write {out / "probs" / "q.npy"}: a folder of that name')):
+        infer.check_outputs(str(out), ['q'], save_prob=True)
+    denied = str(out / 'masks')
+    (out / 'masks').mkdir()
+    monkeypatch.setattr(infer.os, 'access', lambda path, mode: str(path) != denied)  # tests run as root
+    with pytest.raises(ValueError, match=re.escape(f'cannot write outputs into {denied}: no write permission')):
+        infer.check_outputs(str(out), ['q'], save_prob=False)
+    monkeypatch.setattr(infer.os, 'access', lambda path, mode: str(path) != str(tmp_path))
+    with pytest.raises(ValueError, match=re.escape(f'no write permission in {tmp_path}')):
+        infer.check_outputs(str(out), ['q'], save_prob=False)

@@ -6,8 +6,9 @@
 Writes, for every query ``<stem>.<ext>``: ``DIR/masks/<stem>.png`` (0/255, the query's
 size), ``DIR/overlays/<stem>.png`` (supports with masks | query | query with prediction)
 and, with ``--save-prob``, ``DIR/probs/<stem>.npy`` (float32 foreground probability).
-Every input is checked before any prediction; outputs are written to a temporary folder
-and moved into DIR only once every query has been predicted.
+Every input, and that every output path can be written, is checked before any
+prediction; outputs are written to a temporary folder beside DIR and moved into DIR only
+once every query has been predicted.
 """
 import argparse
 import os
@@ -27,6 +28,7 @@ from ifa_mmseg.apis import FewShotInferencer, SupportSet
 from ifa_mmseg.visualization import episode_panel
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+OUTPUT_EXTENSIONS = dict(masks='.png', overlays='.png', probs='.npy')  # output subfolder -> file extension
 
 
 def parse_args() -> argparse.Namespace:
@@ -82,20 +84,56 @@ def output_stems(queries: List[str]) -> List[str]:
     return list(seen)
 
 
+def output_subfolders(save_prob: bool) -> List[str]:
+    """The subfolders of the output folder that a run fills."""
+    return ['masks', 'overlays'] + (['probs'] if save_prob else [])
+
+
+def output_path(folder: str, sub: str, stem: str) -> str:
+    """Where the ``sub`` output of query ``stem`` goes under ``folder``."""
+    return osp.join(folder, sub, stem + OUTPUT_EXTENSIONS[sub])
+
+
+def check_outputs(out: str, stems: List[str], save_prob: bool) -> None:
+    """Raise a ValueError naming the first output path that could not be written.
+
+    ``out`` and its subfolders must be writable folders where they exist; the nearest
+    existing folder above ``out`` (where ``out`` is created and the temporary folder is
+    made) must be a writable folder; no output file's path may be taken by a folder.
+    """
+    out = osp.abspath(out)
+    for folder in [out] + [osp.join(out, sub) for sub in output_subfolders(save_prob)]:
+        if osp.lexists(folder) and not osp.isdir(folder):
+            raise ValueError(f'cannot write outputs into {folder}: it exists and is not a folder')
+        if osp.isdir(folder) and not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(f'cannot write outputs into {folder}: no write permission')
+    parent = osp.dirname(out)
+    while not osp.lexists(parent):
+        parent = osp.dirname(parent)
+    if not osp.isdir(parent):
+        raise ValueError(f'cannot create {out}: {parent} exists and is not a folder')
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f'cannot write {out} and its temporary folder: no write permission in {parent}')
+    for sub in output_subfolders(save_prob):
+        for stem in stems:
+            if osp.isdir(output_path(out, sub, stem)):
+                raise ValueError(f'cannot write {output_path(out, sub, stem)}: a folder of that name is in the way')
+
+
 def write_result(tmp: str, stem: str, result: dict, supports: SupportSet) -> None:
     """Mask PNG, overlay picture and, when predicted, the probability map of one query."""
-    Image.fromarray(result['mask'] * 255).save(osp.join(tmp, 'masks', f'{stem}.png'))
+    Image.fromarray(result['mask'] * 255).save(output_path(tmp, 'masks', stem))
     query = torch.from_numpy(result['img']).permute(2, 0, 1)
     panel = episode_panel(supports.imgs, supports.masks, query, None, torch.from_numpy(result['mask']))
-    Image.fromarray(panel).save(osp.join(tmp, 'overlays', f'{stem}.png'))
+    Image.fromarray(panel).save(output_path(tmp, 'overlays', stem))
     if 'prob' in result:
-        np.save(osp.join(tmp, 'probs', f'{stem}.npy'), result['prob'])
+        np.save(output_path(tmp, 'probs', stem), result['prob'])
 
 
 def write_outputs(tmp: str, stems: List[str], results: Iterator[dict], supports: SupportSet,
                   save_prob: bool) -> None:
     """Predict query after query (with a progress bar) and write each one's files under ``tmp``."""
-    for sub in ('masks', 'overlays') + (('probs', ) if save_prob else ()):
+    for sub in output_subfolders(save_prob):
         os.mkdir(osp.join(tmp, sub))
     progress = ProgressBar(len(stems))
     for stem, result in zip(stems, results):
@@ -114,11 +152,10 @@ def publish(tmp: str, out: str) -> None:
 def main() -> None:
     args = parse_args()
     try:
-        if osp.exists(args.out) and not osp.isdir(args.out):
-            raise ValueError(f'--out {args.out} is a file, not a folder')
         pairs = support_pairs(args.support)
         queries = list_queries(args.query)
         stems = output_stems(queries)
+        check_outputs(args.out, stems, args.save_prob)
         inferencer = FewShotInferencer(args.config, args.checkpoint, args.device, args.cfg_options)
         supports = inferencer.load_supports([p[0] for p in pairs], [p[1] for p in pairs])
         results = inferencer.predict(queries, supports, args.batch_size, args.save_prob)

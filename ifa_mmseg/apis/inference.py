@@ -17,12 +17,9 @@ from torch import Tensor
 
 from ifa_mmseg.datasets.transforms import LoadBinaryMask, LoadRGBImageFromFile
 from ifa_mmseg.datasets.transforms.formatting import image_tensor
-from ifa_mmseg.datasets.transforms.loading import open_image
+from ifa_mmseg.datasets.transforms.loading import MASK_RULE, binary_mask, open_image
 
 ImageInput = Union[str, os.PathLike, np.ndarray]
-
-# PIL bands of grey images; a mask with other bands (RGB, palette, ...) must have equal colour channels
-GREY_BANDS = frozenset(('1', 'L', 'I', 'F', 'A'))
 
 
 @dataclass
@@ -66,18 +63,24 @@ class FewShotInferencer:
     """Segment query images with an IFA model, given K support images and their masks.
 
     Preprocessing is the config's dataset pipeline: images are decoded with PIL to RGB,
-    masks are binarised (foreground ``>= threshold`` of the pipeline's ``LoadBinaryMask``,
-    128 by default), then the pipeline's remaining transforms (``FewShotResize``: 400x400
-    PIL bilinear for images, PyTorch nearest for masks) and the model's data preprocessor
-    (normalisation) apply. Predictions are resized back to each query's original size.
+    masks are binarised by the rule of the datasets
+    (:func:`~ifa_mmseg.datasets.transforms.loading.binary_mask`, with the threshold of the
+    pipeline's ``LoadBinaryMask``, 128 by default), then the pipeline's remaining
+    transforms (``FewShotResize``: 400x400 PIL bilinear for images, PyTorch nearest for
+    masks) and the model's data preprocessor (normalisation) apply. Predictions are
+    resized back to each query's original size.
 
     The support set's backbone features are computed once and pooled into prototypes
     (:meth:`IFASegmentor.encode_support`); queries are batched against them.
 
-    Inputs are file paths or uint8 RGB arrays [H, W, 3]. Masks are paths or arrays
-    [H, W] (bool, or grey levels 0-255); a mask must have the size of its image and be
-    grey: a colour mask (RGB, RGBA, palette) is accepted only when its colour channels
-    are equal everywhere. An empty support mask gives a warning; prediction goes on.
+    Inputs are file paths or uint8 RGB arrays [H, W, 3]. Masks are paths or arrays: bool
+    [H, W], integer [H, W] (0/1, or grey levels 0-255) or uint8 colour [H, W, 3 or 4].
+    Palette masks: every index but 0 is foreground; masks holding only 0 and 1: 1 is
+    foreground; other masks are read as grey (``convert('L')``, 16-bit scaled to 0-255)
+    and thresholded. A mask must have the size of its image; one with non-zero pixels
+    but no foreground under this rule is an error. An empty support mask among others
+    gives a warning and prediction goes on; a support set without any foreground is an
+    error.
 
     Example::
 
@@ -131,24 +134,11 @@ class FewShotInferencer:
         return img
 
     def _read_mask(self, src: ImageInput, name: str, image_name: str, image_shape: Tuple[int, ...]) -> np.ndarray:
-        """A mask path or array -> uint8 [H, W] {0, 1}; refuses colour masks and a size unlike the image's."""
-        if _is_path(src):
-            img = open_image(os.fspath(src))
-            grey = np.asarray(img.convert('L' if set(img.getbands()) <= GREY_BANDS else 'RGB'))
-        else:
-            grey = np.asarray(src)
-        if grey.ndim == 3:
-            colour = grey[..., :3]  # an alpha channel is ignored, as in PIL's grey conversion
-            if (colour != colour[..., :1]).any():
-                raise ValueError(f'{name}: a mask must be single-channel (grey), but its {colour.shape[2]} '
-                                 f'colour channels differ; save it in grey, foreground >= {self.threshold}')
-            grey = grey[..., 0]
-        if grey.ndim != 2:
-            raise ValueError(f'{name}: a mask must be [H, W] grey levels, got shape {list(grey.shape)}')
-        if grey.shape != tuple(image_shape[:2]):
-            raise ValueError(f'{name}: the mask is {grey.shape[1]}x{grey.shape[0]} (w x h) but its image '
+        """A mask path or array -> uint8 [H, W] {0, 1} by the datasets' rule; refuses a size unlike the image's."""
+        fg = binary_mask(open_image(os.fspath(src)) if _is_path(src) else np.asarray(src), self.threshold, name)
+        if fg.shape != tuple(image_shape[:2]):
+            raise ValueError(f'{name}: the mask is {fg.shape[1]}x{fg.shape[0]} (w x h) but its image '
                              f'{image_name} is {image_shape[1]}x{image_shape[0]}')
-        fg = grey if grey.dtype == np.bool_ else grey >= self.threshold
         return fg.astype(np.uint8)
 
     def _prepare(self, img: np.ndarray, name: str, mask: Optional[np.ndarray] = None) -> dict:
@@ -168,8 +158,10 @@ class FewShotInferencer:
         """Decode, check, resize and encode a support set (one backbone pass over its K images).
 
         Raises:
-            ValueError: unequal numbers of images and masks, a mask that is not grey or
-                not the size of its image, an image array that is not uint8 RGB.
+            ValueError: unequal numbers of images and masks, a mask not the size of its
+                image, with non-zero pixels but no foreground (``EmptyMaskError``) or an
+                unsupported array, no foreground in any support mask, an image array that
+                is not uint8 RGB.
             UnreadableFileError: a file that cannot be read or decoded.
         """
         images, masks = _as_list(images), _as_list(masks)
@@ -183,10 +175,13 @@ class FewShotInferencer:
             img = self._read_image(src, name)
             mask = self._read_mask(mask_src, mask_name, name, img.shape)
             prepared.append(self._prepare(img, name, mask))
-        for res, mask_name in zip(prepared, mask_names):
-            if not res['gt_seg_map'].any():
-                warnings.warn(f'{mask_name}: the support mask has no foreground pixel (>= {self.threshold}) '
-                              f'at the model input size; predicting with it anyway')
+        empty = [mask_name for res, mask_name in zip(prepared, mask_names) if not res['gt_seg_map'].any()]
+        if len(empty) == len(prepared):
+            raise ValueError(f'no support mask has a foreground pixel at the model input size ({", ".join(empty)}); '
+                             f'a prediction would have nothing to look for ({MASK_RULE}, threshold {self.threshold})')
+        for mask_name in empty:
+            warnings.warn(f'{mask_name}: the support mask has no foreground pixel at the model input size; '
+                          'predicting with it anyway')
         imgs = torch.stack([image_tensor(r['img']) for r in prepared])
         support_masks = torch.from_numpy(np.stack([r['gt_seg_map'] for r in prepared]))
         with torch.no_grad():
