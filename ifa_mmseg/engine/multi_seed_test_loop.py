@@ -13,7 +13,7 @@ from prettytable import PrettyTable
 from scipy import stats
 
 from ..utils.cli import AMP_DTYPES
-from .protocol import selection_note
+from .protocol import resolve_protocol, selection_note, write_protocol
 
 
 def mean_ci95(values: Sequence[float]) -> Dict[str, float]:
@@ -47,6 +47,11 @@ class MultiSeedTestLoop(TestLoop):
             raise TypeError('MultiSeedTestLoop needs the test dataloader as a config dict')
         if amp_dtype is not None and amp_dtype not in AMP_DTYPES:
             raise ValueError(f'MultiSeedTestLoop: amp_dtype must be None or one of {AMP_DTYPES}, got {amp_dtype!r}')
+        if getattr(runner, 'protocol', None) is None:
+            # a plain mmengine Runner (mmseg's tools/test.py ignores runner_type): resolve the facts here
+            cfg = copy.deepcopy(runner.cfg)
+            runner.protocol = resolve_protocol(cfg)
+            dataloader, evaluator, seeds = cfg.test_dataloader, cfg.test_evaluator, cfg.test_cfg.seeds
         self._dataloader_cfg = copy.deepcopy(dataloader)
         self.seeds = tuple(seeds)
         self.current_seed = self.seeds[0]
@@ -62,6 +67,8 @@ class MultiSeedTestLoop(TestLoop):
         self.runner.call_hook('before_test')
         self.runner.call_hook('before_test_epoch')
         self.runner.model.eval()
+        write_protocol(self.runner.work_dir, dict(self.runner.protocol, mode='test',
+                                                   test_episodes_per_seed=len(self.dataloader.dataset)))
         per_seed: List[Dict[str, float]] = []
         for i, seed in enumerate(self.seeds):
             self.current_seed = seed

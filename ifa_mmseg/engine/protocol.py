@@ -12,10 +12,13 @@ that disagrees. :class:`~ifa_mmseg.engine.FewShotRunner` calls it, so our tools 
 mmseg's own ``tools/train.py``/``test.py`` (through ``runner_type``) resolve alike.
 """
 import copy
+import json
+import os
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence
 
 from mmengine.config import Config, ConfigDict
+from mmengine.dist import is_main_process
 from mmseg.registry import DATASETS
 
 FACTS = ('data_root', 'shot', 'test_episodes', 'test_seeds')
@@ -317,3 +320,12 @@ def selection_note(record: Optional[Dict[str, Any]]) -> Optional[str]:
 def protocol_summary(record: Dict[str, Any], keys: Sequence[str] = (*FACTS, *PROTOCOL_KEYS)) -> str:
     """One log line of the record's facts and protocol keys."""
     return ', '.join(f'{k}={record.get(k)!r}' for k in keys)
+
+
+def write_protocol(work_dir: str, record: Dict[str, Any]) -> None:
+    """``work_dir/protocol.json`` (main process only): what a run resolved and what its datasets report."""
+    if not is_main_process():
+        return
+    os.makedirs(work_dir, exist_ok=True)
+    with open(osp.join(work_dir, 'protocol.json'), 'w') as f:
+        json.dump(record, f, indent=1, default=lambda v: list(v) if isinstance(v, (tuple, set)) else str(v))

@@ -1,17 +1,14 @@
 """mmengine's Runner with the config's facts resolved, a recorded protocol and a resume that resumes."""
 import copy
-import json
-import os
 import os.path as osp
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from mmengine.config import Config
-from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import find_latest_checkpoint
 from mmseg.registry import RUNNERS
 
-from .protocol import ProtocolError, protocol_summary, resolve_protocol, selection_note
+from .protocol import ProtocolError, protocol_summary, resolve_protocol, selection_note, write_protocol
 
 
 def check_start_checkpoint(cfg: Config) -> None:
@@ -38,9 +35,9 @@ class FewShotRunner(Runner):
     * :meth:`from_cfg` resolves the config's facts and protocol keys
       (:func:`~ifa_mmseg.engine.protocol.resolve_protocol`) before anything is built, so
       the runner, its dumped config and every checkpoint's meta hold the resolved values.
-    * :meth:`train` and :meth:`test` write ``protocol.json`` (the record plus what the
-      built datasets report: test queries, adaptation pool and excluded queries) into
-      the work dir.
+    * :meth:`train` writes ``protocol.json`` (the record plus the adaptation pool and the
+      test queries it excludes) into the work dir; ``MultiSeedTestLoop`` writes the test
+      run's (with the episodes per seed).
     * ``resume=True`` continues from the newest checkpoint of the work dir even when
       ``load_from`` names the checkpoint the stage starts from (mmengine would resume
       from ``load_from``); with no checkpoint in the work dir the stage starts from
@@ -80,28 +77,7 @@ class FewShotRunner(Runner):
             raise ProtocolError("adaptation_labels='none' has no adaptation stage: evaluate the source "
                                 'checkpoint directly with tools/test.py CONFIG CHECKPOINT')
         self._train_loop = self.build_train_loop(self._train_loop)
-        self.write_protocol(train_dataset=self.train_dataloader.dataset)
+        pool = getattr(self.train_dataloader.dataset, 'pool_summary', None) or {}
+        write_protocol(self.work_dir, dict(self.protocol, mode='train', **pool))
         return super().train()
 
-    def test(self) -> dict:
-        self._test_loop = self.build_test_loop(self._test_loop)
-        self.write_protocol(test_dataset=self.test_dataloader.dataset)
-        return super().test()
-
-    def write_protocol(self, train_dataset: Any = None, test_dataset: Any = None) -> None:
-        """``protocol.json`` in the work dir: the resolved record and the built datasets' counts."""
-        record = dict(self.protocol, mode='train' if train_dataset is not None else 'test')
-        if test_dataset is not None:
-            record['test_episodes_per_seed'] = len(test_dataset)
-        pool = getattr(train_dataset, 'pool_summary', None)
-        if pool is not None:
-            record.update(pool)
-        if not is_main_process():
-            return
-        os.makedirs(self.work_dir, exist_ok=True)
-        with open(osp.join(self.work_dir, 'protocol.json'), 'w') as f:
-            json.dump(record, f, indent=1, default=_jsonable)
-
-
-def _jsonable(value: Any) -> Optional[Any]:
-    return list(value) if isinstance(value, (tuple, set)) else str(value)
