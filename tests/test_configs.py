@@ -15,6 +15,7 @@ from ifa_mmseg.models import IFAResNet, convert_official
 
 from .helpers import fake_layouts
 from .helpers.official_recipe import official_trained_state_dict
+from .helpers.small_config import SMALL_TARGET
 
 CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirname(__file__)), 'configs', 'ifa', '*.py')))
 TARGETS = ('deepglobe', 'isic', 'chestxray', 'fss1000')
@@ -107,23 +108,14 @@ def test_missing_source_checkpoint_says_what_to_run(root, tmp_path):
     assert 'python tools/train.py configs/ifa/pascal_source_5shot.py' in proc.stderr
 
 
-SMALL = """
-load_from = '{ckpt}'
-data_root = '{data}'
-test_episodes = 12
-test_seeds = (0, 1)
-test_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(pipeline=[
-    dict(type='LoadRGBImageFromFile'), dict(type='LoadBinaryMask', mode='threshold'),
-    dict(type='FewShotResize', scale=(64, 64))]))
-"""
 PROTOCOLS = dict(
     # the standard pool avoids the queries of the evaluated seeds; the last epoch is tested
-    standard=("_base_ = '{root}/configs/ifa/deepglobe_1shot.py'" + SMALL + """
+    standard=("_base_ = '{root}/configs/ifa/deepglobe_1shot.py'" + SMALL_TARGET + """
 train_dataloader = dict(batch_size=6)
 train_cfg = dict(max_epochs=2)
 """, 'epoch_2.pth'),
     # supports from the test pool, best epoch on the seed-0 test episodes
-    official=("_base_ = '{root}/configs/ifa/deepglobe_1shot_official.py'" + SMALL + """
+    official=("_base_ = '{root}/configs/ifa/deepglobe_1shot_official.py'" + SMALL_TARGET + """
 train_cfg = dict(max_epochs=3)
 """, 'best.pth'))
 
@@ -223,7 +215,7 @@ def test_released_checkpoint_under_the_official_protocol(root, tmp_path, release
     data = str(tmp_path / 'data')
     WRITERS[target](data)
     cfg = tmp_path / 'cfg.py'
-    cfg.write_text(f"_base_ = '{root}/configs/ifa/{target}_1shot_official.py'" + SMALL.format(ckpt='', data=data))
+    cfg.write_text(f"_base_ = '{root}/configs/ifa/{target}_1shot_official.py'" + SMALL_TARGET.format(ckpt='', data=data))
     proc = run(root, 'tools/test.py', str(cfg), released_checkpoint, '--work-dir', str(tmp_path / 'work'),
                '--cfg-options', 'test_seeds=[0]')
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -13,19 +13,13 @@ from ifa_mmseg.models import IFAResNet, convert_official
 from .helpers import fake_layouts
 from .helpers.launch import max_weight_difference, run
 from .helpers.official_recipe import official_trained_state_dict
+from .helpers.small_config import SMALL_TARGET
 
 FAULT = """
 custom_imports = dict(imports=['ifa_mmseg', 'tests.helpers.fault_hook'], allow_failed_imports=False)
 custom_hooks = [dict(type='FaultAtIterHook')]
 """
-ADAPTATION = """_base_ = '{root}/configs/ifa/{config}.py'
-load_from = '{ckpt}'
-data_root = '{data}'
-test_episodes = 12
-test_seeds = (0, 1)
-test_dataloader = dict(batch_size=4, num_workers=0, dataset=dict(pipeline=[
-    dict(type='LoadRGBImageFromFile'), dict(type='LoadBinaryMask', mode='threshold'),
-    dict(type='FewShotResize', scale=(64, 64))]))
+ADAPTATION = "_base_ = '{root}/configs/ifa/{config}.py'" + SMALL_TARGET + """
 train_dataloader = dict(batch_size=6, dataset=dict(num_episodes=12))  # 2 iterations per epoch
 train_cfg = dict(max_epochs=3)
 """ + FAULT
