@@ -85,7 +85,7 @@ def test_source_loss(root, case):
 
 
 def test_k5_support_order(models):
-    """'correct' keeps every episode's supports to itself; 'official' mixes episodes (B1)."""
+    """'correct' keeps every episode's supports to itself; 'official' mixes them as ``IFA_MatchingNet.iter_BFP``."""
     _, ep = load_case('train_k5')
     batch = {order: run(models[order], ep, train=True) for order in models}
     single = [run(models['correct'], {k: v[b:b + 1] for k, v in ep.items()}, train=True) for b in range(2)]

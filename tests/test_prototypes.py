@@ -6,7 +6,7 @@ from ifa_mmseg.models.heads.prototypes import (cosine_logits, local_prototypes, 
 
 
 def reference_ssp(feat, logits, fg_thresh=0.7, bg_thresh=0.6, topk=12, temperature=2.0):
-    """Per-episode loop written from the spec (§3), for comparison."""
+    """Per-episode loop like the official ``IFA_MatchingNet.SSP_func`` (``model/IFA_matching.py``), for comparison."""
     fgs, bgs, locs = [], [], []
     prob = logits.softmax(1).flatten(2)
     for f, p in zip(feat.flatten(2), prob):

@@ -12,10 +12,11 @@ from .base_fewshot import BaseFewShotDataset, ImageRecord, build_transforms, epi
 
 
 def ifa_augmentations(flip_prob: float = 0.5, grid_shuffle: bool = False) -> List[dict]:
-    """The pseudo-query augmentations of the official ``*_IFA.py`` loaders (spec §8.2), as configs.
+    """The pseudo-query augmentations of the official ``data/*_IFA.py`` loaders, as configs.
 
-    Image and mask jointly: horizontal and vertical flips with ``flip_prob`` each,
-    RandomRotate90 with 0.5 and, for Deepglobe, a 2x2 grid shuffle; the image alone:
+    Image and mask jointly (their ``q_transform``, built in ``Dataset*IFA.__init__``):
+    horizontal and vertical flips with ``flip_prob`` each, RandomRotate90 with 0.5 and,
+    for Deepglobe, a 2x2 grid shuffle; the image alone (their ``q_transform2``):
     brightness/contrast 0.2/0.2 with 0.5, then hue/saturation/value shifts 20/30/20 always.
     """
     augment = [

@@ -47,7 +47,8 @@ class BaseFewShotDataset(BaseDataset):
 
     Sampling (``episode_sampling``):
 
-    * ``'official'``: the official numpy call sequence (spec §9.1) on a legacy
+    * ``'official'``: the numpy call sequence of the official loaders' ``sample_episode``
+      (``data/deepglobe.py``, ``isic.py``, ``lung.py``, ``fss.py``, ``pascal.py``) on a legacy
       ``RandomState(seed)``, i.e. what ``np.random.seed(seed)`` followed by the official
       loader in index order gives: each draw is ``choice(n, 1, replace=False)``; the
       query is drawn first, then supports until ``shot`` of them differ from the query
@@ -72,7 +73,7 @@ class BaseFewShotDataset(BaseDataset):
     METAINFO: dict = dict(classes=())
     MASK_MODE = 'threshold'
     DEFAULT_NUM_EPISODES: Optional[int] = 600
-    # IFA adaptation (spec §8.2): flip probability, 2x2 grid shuffle, official episodes per epoch
+    # IFA adaptation (official data/*_IFA.py): flip probability, 2x2 grid shuffle, official episodes per epoch
     ADAPTATION = dict(flip_prob=0.5, grid_shuffle=False, official_episodes=None)
 
     def __init__(self,

@@ -13,7 +13,7 @@ MASK_SUFFIX = '_mask.png'
 
 @DATASETS.register_module()
 class ChestXrayDataset(BaseFewShotDataset):
-    """Chest X-ray episodes (spec §9.5): 600 by default, one class (lung).
+    """Chest X-ray episodes (official ``data/lung.py``, ``DatasetLung``): 600 by default, one class (lung).
 
     Layout::
 

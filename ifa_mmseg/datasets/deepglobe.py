@@ -13,7 +13,7 @@ _IMAGE_NAME = re.compile(r'(?P<id>.+)_sat_(?P<cell>\d\d)\.jpg')
 
 
 def deepglobe_mask_name(image_name: str) -> str:
-    """``<id>_sat_<ij>.jpg`` -> ``<id>_mask_<ij>.png`` (IFA's naming, not PATNet's; spec §9.3)."""
+    """``<id>_sat_<ij>.jpg`` -> ``<id>_mask_<ij>.png`` (official ``DatasetDeepglobe.load_frame``; not PATNet's)."""
     match = _IMAGE_NAME.fullmatch(image_name)
     if match is None:
         raise LayoutError(f'unexpected Deepglobe image name {image_name!r}: expected <id>_sat_<ij>.jpg '
@@ -23,7 +23,7 @@ def deepglobe_mask_name(image_name: str) -> str:
 
 @DATASETS.register_module()
 class DeepglobeDataset(BaseFewShotDataset):
-    """DeepGlobe episodes (spec §9.3): 600 by default, class ``i mod 6``.
+    """DeepGlobe episodes (official ``data/deepglobe.py``, ``DatasetDeepglobe``): 600 by default, class ``i mod 6``.
 
     Layout (made by ``tools/dataset_converters/deepglobe.py``)::
 

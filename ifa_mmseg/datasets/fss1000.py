@@ -13,7 +13,7 @@ SPLIT_OFFSETS = dict(trn=0, val=520, test=760)
 
 @DATASETS.register_module()
 class FSS1000Dataset(BaseFewShotDataset):
-    """FSS-1000 episodes (spec §9.6).
+    """FSS-1000 episodes (official ``data/fss.py``, ``DatasetFSS``).
 
     Layout: ``data_root/FSS-1000/<class>/<n>.jpg`` with the mask ``<n>.png`` beside it.
     The classes are the (sorted) lines of the split list: HSNet's ``trn`` (520 classes),

@@ -12,7 +12,7 @@ CONVERTER = 'python tools/dataset_converters/isic.py ISIC_DOWNLOAD_DIR DATA_ROOT
 
 @DATASETS.register_module()
 class ISICDataset(BaseFewShotDataset):
-    """ISIC 2018 Task 1 episodes (spec §9.4): 600 by default, class ``i mod 3``.
+    """ISIC 2018 Task 1 episodes (official ``data/isic.py``, ``DatasetISIC``): 600 by default, class ``i mod 3``.
 
     Layout (folders 1/2/3 made by ``tools/dataset_converters/isic.py`` from the shipped
     ``splits/isic/class_id.csv``)::

@@ -15,7 +15,7 @@ NUM_FOLDS = 4
 
 @DATASETS.register_module()
 class Pascal5iDataset(BaseFewShotDataset):
-    """PASCAL-5i episodes (spec §7.1, §9.2).
+    """PASCAL-5i episodes (official ``data/pascal.py``, ``DatasetPASCAL``; ``train.py`` uses ``fold=4``).
 
     Layout: ``data_root/VOC2012/JPEGImages/<name>.jpg`` and
     ``data_root/VOC2012/SegmentationClassAug/<name>.png`` (class-index maps, 255 on

@@ -552,7 +552,7 @@ def benchmark(args: argparse.Namespace) -> List[str]:
                             if args.profile:
                                 emit(r.pop('profile'))
                         results.extend(done.values())
-                        # B>1 and K>1 training pairs supports differently unless support_order='official' (B1)
+                        # B>1 and K>1 training pairs supports differently unless support_order='official'
                         comparable = mode == 'eval' or batch == 1 or shot == 1
                         for table, faster, slower, same in ((ratios, 'ours', 'official', comparable),
                                                             (compiled, 'ours+c', 'ours', True)):
@@ -564,7 +564,7 @@ def benchmark(args: argparse.Namespace) -> List[str]:
         emit()
         emit('ours vs official: speed-up = official time / ours (step, backbone, rest); peak, +step = ours / '
              'official memory; max rel diff = largest relative difference of the outputs of the second pass '
-             '(eval: logits, training: loss terms; "-": B>1 and K>1 pair supports differently, spec B1)')
+             '(eval: logits, training: loss terms; "-": B>1 and K>1 pair supports differently: docs/differences.md)')
         emit(RATIO_HEADER)
         for line in ratios:
             emit(line)

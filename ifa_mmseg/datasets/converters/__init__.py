@@ -1,4 +1,4 @@
-"""Dataset preparation: turn the datasets as downloaded into the layouts of spec §9.
+"""Dataset preparation: turn the datasets as downloaded into the layouts the official ``data/*.py`` loaders read.
 
 Each module holds the logic and a ``main(argv)``; the command-line entry points
 are the thin scripts in ``tools/dataset_converters/``. Only numpy, OpenCV,

@@ -1,4 +1,4 @@
-"""Check (and with ``fix=True`` repair) the Chest X-ray layout read by the IFA loader (spec §9.5).
+"""Check (and with ``fix=True`` repair) the Chest X-ray layout read by the official ``DatasetLung`` (``data/lung.py``).
 
 Expected::
 

@@ -1,4 +1,7 @@
-"""Prepare DeepGlobe land-cover tiles in the layout read by the IFA loader (spec §9.3).
+"""Prepare DeepGlobe land-cover tiles in the layout read by the official ``DatasetDeepglobe``.
+
+The official loader is ``data/deepglobe.py``; the official preparation is
+``data/preprocess_deepglobe.py`` (its steps 1-4, ``GetBinaryMap`` for step 3).
 
 Input: the Kaggle "DeepGlobe Land Cover Classification" ``train/`` folder, i.e.
 pairs ``<id>_sat.jpg`` (2448x2448 RGB JPEG) and ``<id>_mask.png`` (colour-coded
@@ -24,9 +27,9 @@ What is kept, in the order of the official ``preprocess_deepglobe.py`` steps:
    A tile can belong to several classes, or to none (e.g. unknown + impure).
 4. The image tile is written next to each of its masks.
 
-Class folders. The official compared OpenCV (BGR) pixels against triplets taken
-from the RGB colour table, so its folders end up holding these RGB colours,
-which are the ones matched here (spec §9.3)::
+Class folders. The official step 3 (``GetBinaryMap``) compared OpenCV (BGR) pixels
+against triplets taken from the RGB colour table, so its folders end up holding
+these RGB colours, which are the ones matched here::
 
     1 agriculture (255, 255, 0)    2 urban  (0, 255, 255)   3 rangeland (255, 0, 255)
     4 forest      (0, 255, 0)      5 water  (0, 0, 255)     6 barren    (255, 255, 255)

@@ -1,4 +1,6 @@
-"""Sort ISIC 2018 Task 1 training images into the class folders read by the IFA loader (spec §9.4).
+"""Sort ISIC 2018 Task 1 training images into the class folders read by the official ``DatasetISIC``.
+
+The official loader is ``data/isic.py``; the official sorting script is ``data/preprocess_isic.py``.
 
 Input: the folder holding the two extracted challenge archives::
 

@@ -1,4 +1,4 @@
-"""The pseudo-query augmentations of IFA adaptation (spec §8.2), without albumentations.
+"""The pseudo-query augmentations of IFA adaptation (official ``data/*_IFA.py``), without albumentations.
 
 Each transform follows the albumentations 1.x operation of the same name that the
 official ``*_IFA.py`` loaders use; random values come from numpy's global generator,

@@ -42,10 +42,11 @@ def legacy_nearest(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
 class FewShotResize(Resize):
     """Resize the image with PIL bilinear and the masks with PyTorch legacy nearest.
 
-    This reproduces the official pixels (spec §7.1, §12.1): torchvision
-    ``Resize((h, w))`` on the PIL image (bilinear with PIL's antialiasing, aspect ratio
-    not kept) and ``F.interpolate(mode='nearest')`` on the {0, 1} mask. Every key of
-    ``seg_fields`` is resized.
+    This reproduces the official pixels: torchvision ``Resize((h, w))`` on the PIL
+    image (bilinear with PIL's antialiasing, aspect ratio not kept; official
+    ``data/dataset.py``, ``FSSDataset.initialize``) and ``F.interpolate(mode='nearest')``
+    on the {0, 1} mask (``__getitem__`` of the official ``data/*.py`` loaders). Every key
+    of ``seg_fields`` is resized.
 
     Args:
         scale: output (w, h).

@@ -45,7 +45,8 @@ class IFAHead(BaseModule):
             weight needs are not computed.
         support_order: ``'correct'`` pairs support rows with their own episode;
             ``'official'`` reproduces the official K>1 training order (prototypes
-            repeated episode-major against shot-major support rows, spec B1).
+            repeated episode-major against shot-major support rows, as the official
+            ``model/IFA_matching.py`` ``IFA_MatchingNet.iter_BFP``; see docs/differences.md).
         ignore_index: label ignored by the cross-entropy.
         align_corners: of the bilinear upsampling to the image size.
     """
