@@ -3,28 +3,41 @@
     python tools/demo.py [--work-dir work_dirs/demo] [--seed 0]
 
 Writes the synthetic benchmark, trains the source model on the shape domain
-(``configs/demo/source.py``), evaluates it on the held-out episodes of the
-Deepglobe-like target, adapts it with IFA on the standard support pool
-(``configs/demo/deepglobe.py``), evaluates again, prints both results side by side and
-draws a few episodes (support with mask | query with ground truth | query with
-prediction) of each model.
+(``configs/demo/source.py``) and evaluates three models on the held-out episodes of the
+Deepglobe-like target (``configs/demo/deepglobe.py``, BatchNorm frozen during adaptation):
+
+* source only: the source checkpoint;
+* control (lr 0): the adaptation stage run with learning rate 0, everything else the same
+  (same episodes, same support pool, same schedule): what the adaptation run itself does to
+  the model without any weight update. With BatchNorm frozen it changes nothing, so it must
+  equal source only to the last digit;
+* IFA adapted: the adaptation stage with its learning rate.
+
+It prints the three results side by side with the gain over the control (the method's part)
+and over source only, writes them to ``WORK_DIR/demo_results.json`` and draws a few episodes
+(support with mask | query with ground truth | query with prediction) of each model under
+``WORK_DIR/vis/{source_only,control,adapted}/``. Each stage logs into its own work dir:
+``source/`` (source training), ``source_only/`` (its evaluation), ``control/`` and
+``adapted/`` (adaptation; their evaluation in ``test/`` below them).
 """
 import argparse
+import copy
 import json
 import os.path as osp
 import time
 from typing import Dict
 
 from mmengine.config import Config
-from mmengine.runner import Runner
 from prettytable import PrettyTable
 
 from ifa_mmseg.datasets.synthetic import make_synthetic_benchmark
+from ifa_mmseg.engine import FewShotRunner
 from ifa_mmseg.utils.cli import AMP_DTYPES, enable_amp
 
 SOURCE_CONFIG = 'configs/demo/source.py'
 TARGET_CONFIG = 'configs/demo/deepglobe.py'
 REPORTED = ('mIoU', 'FBIoU', 'official.mIoU')
+MODELS = (('source_only', 'source only'), ('control', 'control (lr 0)'), ('adapted', 'IFA adapted'))
 
 
 def parse_args() -> argparse.Namespace:
@@ -40,30 +53,45 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def stage_config(path: str, work_dir: str, data_root: str, seed: int) -> Config:
-    """``path`` with the demo's folders and seed."""
+def stage_config(path: str, data_root: str, seed: int) -> Config:
+    """``path`` with the demo's facts: its data root and seed (the resolver derives the rest)."""
     cfg = Config.fromfile(path)
-    cfg.work_dir = work_dir
+    cfg.data_root = data_root
     cfg.randomness = dict(seed=seed)
-    train = cfg.train_dataloader.dataset
-    if train.type == 'IFAAdaptationDataset':
-        train.seed = seed
-        train.dataset.data_root = data_root
-    else:
-        train.data_root = data_root
-        train.seed = seed
-    if 'test_dataloader' in cfg:
-        cfg.test_dataloader.dataset.data_root = data_root
+    cfg.train_dataloader.dataset.seed = seed  # the source episodes, or the adaptation's episodes and support pool
     return cfg
 
 
-def evaluate(cfg: Config, checkpoint: str, show_dir: str, num_vis: int) -> Dict[str, float]:
-    """Multi-seed test of ``checkpoint`` with ``cfg``'s test settings; draws ``num_vis`` episodes per seed."""
-    cfg = cfg.copy()
+def build_runner(cfg: Config, work_dir: str, name: str) -> FewShotRunner:
+    """A runner of ``cfg`` that logs into ``work_dir`` only.
+
+    mmengine shares a logger and visualizer between runners of the same name; the config's
+    fixed visualizer name would send every stage's scalars to the first stage's log dir.
+    """
+    cfg = copy.deepcopy(cfg)
+    cfg.work_dir = work_dir
+    cfg.experiment_name = name  # mmengine appends the timestamp
+    cfg.visualizer.pop('name', None)  # then the visualizer takes the experiment name
+    return FewShotRunner.from_cfg(cfg)
+
+
+def adapt(target: Config, source_ckpt: str, work_dir: str, name: str, lr: float) -> str:
+    """The adaptation stage from ``source_ckpt`` at learning rate ``lr``; returns its last checkpoint."""
+    cfg = copy.deepcopy(target)
+    cfg.load_from = source_ckpt
+    cfg.optim_wrapper.optimizer.lr = lr
+    build_runner(cfg, work_dir, name).train()
+    return osp.join(work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
+
+
+def evaluate(target: Config, checkpoint: str, work_dir: str, name: str, show_dir: str,
+             num_vis: int) -> Dict[str, float]:
+    """Multi-seed test of ``checkpoint`` with ``target``'s test settings; draws ``num_vis`` episodes per seed."""
+    cfg = copy.deepcopy(target)
     cfg.load_from = checkpoint
     cfg.default_hooks.visualization = dict(type='FewShotVisualizationHook', draw=True, num_episodes=num_vis,
                                            show_dir=osp.abspath(show_dir))
-    return Runner.from_cfg(cfg).test()
+    return build_runner(cfg, work_dir, name).test()
 
 
 def main() -> None:
@@ -73,34 +101,56 @@ def main() -> None:
     make_synthetic_benchmark(data_root, seed=args.seed, size=96, images_per_class=8 if args.quick else 24,
                              num_tiles=36 if args.quick else 120)
 
-    source = stage_config(SOURCE_CONFIG, osp.join(args.work_dir, 'source'), data_root, args.seed)
-    target = stage_config(TARGET_CONFIG, osp.join(args.work_dir, 'deepglobe'), data_root, args.seed)
+    source = stage_config(SOURCE_CONFIG, data_root, args.seed)
+    target = stage_config(TARGET_CONFIG, data_root, args.seed)
     if args.amp:
         enable_amp(source, args.amp)
         enable_amp(target, args.amp)
     if args.quick:
         source.train_cfg.max_epochs = 1
         target.train_cfg.max_epochs = 2
-        target.test_cfg.seeds = (0, )
-        target.test_dataloader.dataset.num_episodes = 24
-    Runner.from_cfg(source).train()
-    source_ckpt = osp.join(source.work_dir, f'epoch_{source.train_cfg.max_epochs}.pth')
+        target.test_seeds = (0, )
+        target.test_episodes = 24
+    seconds: Dict[str, float] = {}
 
-    target.train_dataloader.dataset.pool_file = osp.join(target.work_dir, 'support_pool.json')
-    target.train_dataloader.dataset.eval_seeds = target.test_cfg.seeds  # held out from every evaluated query
-    before = evaluate(target, source_ckpt, osp.join(args.work_dir, 'vis', 'source_only'), args.num_vis)
-    target.load_from = source_ckpt
-    Runner.from_cfg(target).train()
-    adapted_ckpt = osp.join(target.work_dir, f'epoch_{target.train_cfg.max_epochs}.pth')
-    after = evaluate(target, adapted_ckpt, osp.join(args.work_dir, 'vis', 'adapted'), args.num_vis)
+    def timed(stage: str, fn, *fn_args):
+        t = time.time()
+        out = fn(*fn_args)
+        seconds[stage] = round(time.time() - t, 1)
+        return out
 
-    table = PrettyTable(['metric (Deepglobe-like, held-out episodes)', 'source only', 'IFA adapted', 'gain'])
+    source_dir = osp.join(args.work_dir, 'source')
+    timed('source_training', lambda: build_runner(source, source_dir, 'source').train())
+    source_ckpt = osp.join(source_dir, f'epoch_{source.train_cfg.max_epochs}.pth')
+    lr = target.optim_wrapper.optimizer.lr
+
+    def vis(model: str) -> str:
+        return osp.join(args.work_dir, 'vis', model)
+
+    results = dict(source_only=timed('source_only_test', evaluate, target, source_ckpt,
+                                     osp.join(args.work_dir, 'source_only'), 'source_only_test', vis('source_only'),
+                                     args.num_vis))
+    for model, model_lr in (('control', 0.0), ('adapted', lr)):
+        work_dir = osp.join(args.work_dir, model)
+        ckpt = timed(f'{model}_adaptation', adapt, target, source_ckpt, work_dir, model, model_lr)
+        results[model] = timed(f'{model}_test', evaluate, target, ckpt, osp.join(work_dir, 'test'),
+                               f'{model}_test', vis(model), args.num_vis)
+
+    before, control, after = results['source_only'], results['control'], results['adapted']
+    table = PrettyTable(['metric (Deepglobe-like, held-out episodes)', *(title for _, title in MODELS),
+                         'gain over control', 'gain over source only'])
     for key in REPORTED:
-        table.add_row([key, f'{before[key]:.2f} ± {before[key + "_ci95"]:.2f}',
-                       f'{after[key]:.2f} ± {after[key + "_ci95"]:.2f}', f'{after[key] - before[key]:+.2f}'])
+        table.add_row([key, *(f'{results[m][key]:.2f} ± {results[m][key + "_ci95"]:.2f}' for m, _ in MODELS),
+                       f'{after[key] - control[key]:+.2f}', f'{after[key] - before[key]:+.2f}'])
     print(table.get_string())
-    summary = dict(seed=args.seed, amp=args.amp, source_only=before, adapted=after,
-                   seconds=round(time.time() - start, 1))
+    same = all(control[k] == before[k] for k in before if isinstance(before[k], (int, float)))
+    print('control (lr 0) equals source only to the last digit: the adaptation run changes nothing but the weights'
+          if same else 'WARNING: control (lr 0) differs from source only: something other than the weight updates '
+          '(e.g. BatchNorm statistics) changes the model during adaptation')
+    summary = dict(seed=args.seed, amp=args.amp, quick=args.quick, adaptation_lr=lr, **results,
+                   gain_over_control={k: after[k] - control[k] for k in REPORTED},
+                   gain_over_source_only={k: after[k] - before[k] for k in REPORTED},
+                   control_equals_source_only=same, stage_seconds=seconds, seconds=round(time.time() - start, 1))
     with open(osp.join(args.work_dir, 'demo_results.json'), 'w') as f:
         json.dump(summary, f, indent=1)
     print(f'demo finished in {summary["seconds"]:.0f} s; pictures in {osp.join(args.work_dir, "vis")}')

@@ -12,3 +12,7 @@ test_dataloader = dict(num_workers=0, dataset=dict(pipeline=[
     dict(type='FewShotResize', scale=(96, 96)),
 ]))
 train_dataloader = dict(batch_size=6, dataset=dict(num_episodes=12))
+# BatchNorm frozen during adaptation, as in the official model (IFAResNet: norm_eval, no affine updates):
+# the source model's statistics and affine parameters are kept, so any gain is the IFA loss's, not
+# BatchNorm re-estimating its statistics on the target. Source training (source.py) still trains BN.
+model = dict(backbone=dict(norm_cfg=dict(type='BN', requires_grad=False), norm_eval=True))
