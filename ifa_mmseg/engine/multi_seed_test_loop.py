@@ -80,7 +80,7 @@ class MultiSeedTestLoop(TestLoop):
                 self.run_iter(idx, data_batch)
             per_seed.append(self.evaluator.evaluate(len(self.dataloader.dataset)))
         metrics = self._summarise(per_seed)
-        note = selection_note(getattr(self.runner, 'protocol', None))
+        note = selection_note(self.runner.protocol)
         if note:
             print_log(note, logger='current', level=logging.WARNING)
         self.runner.call_hook('after_test_epoch', metrics=metrics)

@@ -8,8 +8,9 @@ protocol ``metrics``, ``fss_split``, ``selection``, ``adaptation_labels`` (plus
 (dataset arguments, batch sizes, the official metric's batch, LR milestones, the
 adaptation dataset and its exclusion set, the selection loop and checkpoint rule,
 ``load_from``) and refuses, naming both keys, a config that states a dependent value
-that disagrees. :class:`~ifa_mmseg.engine.FewShotRunner` calls it, so our tools and
-mmseg's own ``tools/train.py``/``test.py`` (through ``runner_type``) resolve alike.
+that disagrees. :class:`~ifa_mmseg.engine.FewShotRunner` calls it (our tools, and mmseg's
+``tools/train.py`` through ``runner_type``); :class:`~ifa_mmseg.engine.MultiSeedTestLoop`
+calls it under a plain Runner (mmseg's ``tools/test.py``, which ignores ``runner_type``).
 """
 import copy
 import json
