@@ -12,16 +12,28 @@ Two pieces, both installed by ``import ifa_mmseg`` before any mmseg submodule:
   few extra objects (``HistoryBuffer`` with numpy scalars and its statistics
   methods); exactly those are allow-listed, so a crafted pickle in a downloaded
   ``.pth`` cannot run code.
+
+It works on both tested stacks (``requirements.txt`` and the oldest,
+``requirements-min.txt``: torch 2.4, numpy 1.26). ``import ifa_mmseg`` prints
+nothing; the first Runner's log states once which mmcv ops are in use
+(:func:`mmcv_ops_message`). A compiled mmcv whose ``mmcv.ops`` fails to import
+raises that error instead of falling back to the stub.
 """
+import _codecs
 import ast
 import builtins
+import contextlib
+import functools
 import importlib
+import importlib.util
 import os
 import os.path as osp
 import pickle
+import re
 import sys
 import types
-from typing import Any, Callable, FrozenSet, List
+import warnings
+from typing import Any, Callable, FrozenSet, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -43,12 +55,25 @@ def install_mmcv_ops_shim() -> bool:
 
     Returns:
         bool: True when the real compiled ``mmcv.ops`` is available (no shim).
+
+    Raises:
+        ImportError: mmcv has compiled ops (``mmcv._ext``) but ``mmcv.ops`` does not
+            import (e.g. built for another torch or CUDA); the stub would hide that.
     """
+    global _OPS_STATE
     try:
         import mmcv.ops  # noqa: F401
+        _OPS_STATE = 'compiled'
         return True
-    except ImportError:
-        pass
+    except Exception as err:  # an extension that fails to load may raise OSError etc.
+        ext = _compiled_ext_origin()
+        if ext is not None:
+            raise ImportError(
+                f'mmcv has compiled ops ({ext}) but `import mmcv.ops` fails: {type(err).__name__}: {err}. '
+                'Rebuild or reinstall mmcv for this torch/CUDA, or install mmcv-lite instead; '
+                'ifa_mmseg does not fall back to its pure-python stub over a broken mmcv build.') from err
+        if not isinstance(err, ImportError):
+            raise
     for name in [n for n in sys.modules if n == 'mmcv.ops' or n.startswith('mmcv.ops.')]:
         del sys.modules[name]
     import mmcv
@@ -77,7 +102,74 @@ def install_mmcv_ops_shim() -> bool:
         raise AttributeError(f"module 'mmcv.ops' has no attribute {name!r}")
 
     stub.__getattr__ = __getattr__
+    _OPS_STATE = 'stub'
+    _import_mmcv_transformer_quietly()
     return False
+
+
+# 'compiled' or 'stub' once install_mmcv_ops_shim ran
+_OPS_STATE: Optional[str] = None
+_OPS_LOGGED = False
+# mmcv-lite's known warning when mmseg imports mmcv.cnn.bricks.transformer (its deformable attention needs ops)
+_MSDA_WARNING = 'Fail to import ``MultiScaleDeformableAttention``'
+
+
+def _compiled_ext_origin() -> Optional[str]:
+    """Where mmcv's compiled extension ``mmcv._ext`` is, or None (mmcv-lite)."""
+    try:
+        spec = importlib.util.find_spec('mmcv._ext')
+    except (ImportError, ValueError):
+        return None
+    return None if spec is None else (spec.origin or 'mmcv._ext')
+
+
+def _import_mmcv_transformer_quietly() -> None:
+    """Import the module that warns about mmcv-lite once, without that one known warning.
+
+    The shim knows mmcv-lite is in use, and the ops line of the first Runner log says so.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message=re.escape(_MSDA_WARNING), category=UserWarning)
+        try:
+            importlib.import_module('mmcv.cnn.bricks.transformer')
+        except ImportError:  # an mmcv without this module: nothing to silence
+            pass
+
+
+def mmcv_ops_message() -> str:
+    """One line: which mmcv ops this process uses."""
+    import mmcv
+    version = getattr(mmcv, '__version__', '?')
+    if _OPS_STATE == 'compiled':
+        return f'mmcv ops: compiled (mmcv {version}, {_compiled_ext_origin() or "mmcv.ops"})'
+    if _OPS_STATE == 'stub':
+        return (f'mmcv ops: ifa_mmseg stub (mmcv {version} without compiled ops, e.g. mmcv-lite): pure-PyTorch '
+                'point_sample only; compiled-only ops raise ModuleNotFoundError')
+    return 'mmcv ops: not resolved (ifa_mmseg.compat.install() has not run)'
+
+
+def install_ops_log() -> None:
+    """Log :func:`mmcv_ops_message` once per process, to the first Runner's logger (INFO).
+
+    Nothing is printed at import; every Runner (ours and mmengine's) builds its logger
+    through ``Runner.build_logger``.
+    """
+    from mmengine.runner import Runner
+    if getattr(Runner.build_logger, '_ifa_ops_log', False):
+        return
+    original = Runner.build_logger
+
+    @functools.wraps(original)
+    def build_logger(self: Any, *args: Any, **kwargs: Any) -> Any:
+        global _OPS_LOGGED
+        logger = original(self, *args, **kwargs)
+        if not _OPS_LOGGED:
+            _OPS_LOGGED = True
+            logger.info(mmcv_ops_message())
+        return logger
+
+    build_logger._ifa_ops_log = True  # type: ignore[attr-defined]
+    Runner.build_logger = build_logger
 
 
 # HistoryBuffer registers these lazily, on first instantiation.
@@ -98,18 +190,64 @@ def _history_buffer_getattr(obj: Any, name: str) -> Callable:
         f'checkpoint asks for getattr({obj!r}, {name!r}); only HistoryBuffer statistics are allowed')
 
 
+def _numpy_dtype_classes() -> List[type]:
+    """numpy's dtype classes (``np.dtypes`` from numpy 1.25; the same classes via ``type()`` before)."""
+    if hasattr(np, 'dtypes'):
+        return [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith('DType')]
+    return sorted({type(np.dtype(c)) for c in np.typecodes['All']}, key=str)
+
+
+def _numpy_multiarray() -> types.ModuleType:
+    """``numpy._core.multiarray`` (numpy 2) or ``numpy.core.multiarray`` (numpy 1), without the alias warning."""
+    try:
+        return importlib.import_module('numpy._core.multiarray')
+    except ImportError:
+        return importlib.import_module('numpy.core.multiarray')
+
+
+# torch 2.4 allow-lists a function by its ``__module__.__name__`` only (no (obj, name) pairs):
+# this restricted getattr is allow-listed under the name a pickle uses, builtins.getattr.
+def _restricted_getattr(obj: Any, name: str) -> Callable:
+    return _history_buffer_getattr(obj, name)
+
+
+_restricted_getattr.__module__ = 'builtins'
+_restricted_getattr.__name__ = _restricted_getattr.__qualname__ = 'getattr'
+
+
 def checkpoint_safe_globals() -> List[Any]:
     """The non-tensor objects an mmengine checkpoint may contain."""
     from mmengine.logging import HistoryBuffer
     from mmengine.config import ConfigDict
-    dtypes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith('DType')]
-    return [HistoryBuffer, ConfigDict, np.ndarray, np.dtype, np.core.multiarray._reconstruct,
-            np.core.multiarray.scalar, *dtypes, (_history_buffer_getattr, 'builtins.getattr')]
+    multiarray = _numpy_multiarray()
+    # _codecs.encode rebuilds the bytes of numpy scalars; torch >= 2.5 allows it by default, 2.4 does not
+    return [HistoryBuffer, ConfigDict, np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar,
+            *_numpy_dtype_classes(), _restricted_getattr, _codecs.encode]
+
+
+@contextlib.contextmanager
+def _safe_globals(safe: List[Any]) -> Iterator[None]:
+    """``torch.serialization.safe_globals`` (torch >= 2.5), or its equivalent on torch 2.4."""
+    serialization = torch.serialization
+    if hasattr(serialization, 'safe_globals'):
+        with serialization.safe_globals(safe):
+            yield
+        return
+    if not hasattr(serialization, 'add_safe_globals'):
+        raise RuntimeError(f'torch {torch.__version__} cannot allow-list checkpoint objects; ifa_mmseg needs '
+                           'torch >= 2.4 (torch.serialization.add_safe_globals)')
+    before = list(serialization.get_safe_globals())
+    serialization.add_safe_globals(safe)
+    try:
+        yield
+    finally:
+        serialization.clear_safe_globals()
+        serialization.add_safe_globals(before)
 
 
 def safe_torch_load(filename: str, map_location: Any = 'cpu') -> Any:
     """``torch.load`` with ``weights_only=True`` plus mmengine's checkpoint objects."""
-    with torch.serialization.safe_globals(checkpoint_safe_globals()):
+    with _safe_globals(checkpoint_safe_globals()):
         return torch.load(filename, map_location=map_location, weights_only=True)
 
 
@@ -129,5 +267,6 @@ def install() -> bool:
     """Install both pieces; returns whether compiled mmcv ops are available."""
     has_ops = install_mmcv_ops_shim()
     install_safe_checkpoint_loader()
+    install_ops_log()
     os.environ.pop('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', None)  # never silently unsafe
     return has_ops

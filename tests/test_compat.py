@@ -95,3 +95,77 @@ def test_mmseg_importable():
     from mmseg.registry import MODELS
     for name in ('IFAResNet', 'IFAHead', 'IFASegmentor', 'FewShotSegDataPreProcessor'):
         assert MODELS.get(name) is not None, name
+
+
+def _python(root, *args, cwd=None):
+    """This interpreter with warnings shown (``-W default``), the checkout first on the path."""
+    env = dict(os.environ, PYTHONPATH=root)
+    env.pop('PYTHONWARNINGS', None)
+    return subprocess.run([sys.executable, '-W', 'default', *args], cwd=cwd or root, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_import_prints_nothing(root, tmp_path):
+    proc = _python(root, '-c', 'import ifa_mmseg', cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == '' and proc.stderr == ''
+
+
+def test_tool_help_prints_no_warning(root):
+    proc = _python(root, 'tools/train.py', '--help')
+    assert proc.returncode == 0, proc.stderr
+    assert 'Warning' not in proc.stdout + proc.stderr, proc.stderr
+    assert proc.stderr == ''
+
+
+def test_tool_run_logs_the_mmcv_ops_once(root, tmp_path):
+    proc = _python(root, 'tools/train.py', 'tests/helpers/toy_config.py', '--work-dir', str(tmp_path), '--cfg-options',
+                   'train_cfg.max_iters=1')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    lines = [line for line in log.splitlines() if 'mmcv ops:' in line]
+    assert len(lines) == 1, lines
+    expected = 'compiled' if ifa_mmseg_has_ops() else 'ifa_mmseg stub'
+    assert expected in lines[0] and ' - INFO - ' in lines[0], lines[0]
+    assert 'MultiScaleDeformableAttention' not in log
+
+
+def ifa_mmseg_has_ops():
+    import ifa_mmseg
+    return ifa_mmseg.HAS_MMCV_OPS
+
+
+BROKEN_BUILD = '''
+import importlib.abc, importlib.machinery, sys
+
+
+class BrokenExt(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """A compiled mmcv._ext that exists but does not load (e.g. built for another torch)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == 'mmcv._ext':
+            return importlib.machinery.ModuleSpec(name, self, origin='/fake/mmcv/_ext.so')
+
+    def create_module(self, spec):
+        raise ImportError('libc10_cuda.so: cannot open shared object file')
+
+    def exec_module(self, module):
+        pass
+
+
+sys.meta_path.insert(0, BrokenExt())
+try:
+    import ifa_mmseg
+except ImportError as err:
+    print('ImportError:', err)
+else:
+    print('imported, stub installed:', not ifa_mmseg.HAS_MMCV_OPS)
+'''
+
+
+def test_broken_compiled_mmcv_is_an_error(root):
+    """A compiled mmcv whose ops fail to load is reported, not silently replaced by the stub."""
+    proc = _python(root, '-c', BROKEN_BUILD)
+    out = proc.stdout.strip()
+    assert out.startswith('ImportError:'), out + proc.stderr[-2000:]
+    assert '/fake/mmcv/_ext.so' in out and 'libc10_cuda.so: cannot open shared object file' in out

@@ -38,8 +38,15 @@ def enable_amp(cfg: Config, dtype: str = 'float16') -> None:
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    """``args.config`` with the overrides; work dir from the flag, the config, or ./work_dirs/<name>."""
+    """``args.config`` (a file, or a shipped config's name) with the overrides; work dir from the flag, the
+    config, or ./work_dirs/<name>."""
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    if not osp.isfile(args.config):  # a shipped config by name: 'ifa/deepglobe_1shot.py', 'deepglobe_1shot'
+        from .. import get_config_path
+        try:
+            args.config = get_config_path(args.config)
+        except FileNotFoundError as err:
+            sys.exit(f'config {args.config!r} is neither a file nor a shipped config name: {err}')
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
