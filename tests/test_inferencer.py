@@ -17,6 +17,11 @@ import torch
 from mmcv.transforms import Compose
 from PIL import Image
 
+from mmengine.config import Config
+from mmengine.infer import BaseInferencer
+from mmseg.apis import init_model
+from mmseg.registry import MODELS
+
 from ifa_mmseg.apis import FewShotInferencer
 from ifa_mmseg.datasets.transforms import UnreadableFileError
 from ifa_mmseg.datasets.transforms.loading import EmptyMaskError
@@ -81,8 +86,8 @@ def episode():
 
 def test_same_class_support_finds_the_object(inferencer, episode):
     imgs, red, blue, queries, gts = episode
-    right = inferencer(queries, imgs, red, batch_size=2, return_prob=True)
-    wrong = inferencer(queries, imgs, blue, batch_size=2)
+    right = inferencer(queries, support_images=imgs, support_masks=red, batch_size=2, return_prob=True)['predictions']
+    wrong = inferencer(queries, imgs, blue, batch_size=2)['predictions']
     right_iou = [iou(r['mask'], gt) for r, gt in zip(right, gts)]
     wrong_iou = [iou(r['mask'], gt) for r, gt in zip(wrong, gts)]
     print('IoU with red supports', np.round(right_iou, 3), 'with blue supports', np.round(wrong_iou, 3))
@@ -102,7 +107,7 @@ def test_supports_encoded_once_and_queries_batched(inferencer, episode):
     forward = backbone.forward
     backbone.forward = lambda x: batches.append(x.shape[0]) or forward(x)
     try:
-        batched = inferencer(queries, imgs, red, batch_size=2, return_prob=True)
+        batched = inferencer(queries, imgs, red, batch_size=2, return_prob=True)['predictions']
     finally:
         del backbone.forward
     assert batches == [2, 2, 1]  # the K=2 supports once, then the queries in batches of 2
@@ -128,7 +133,7 @@ def test_same_pixels_and_logits_as_the_test_pipeline(inferencer, episode, tmp_pa
     with torch.no_grad():
         data = model.data_preprocessor(dict(inputs=[packed['inputs']], data_samples=[packed['data_samples']]))
         expected = model.predict(**data)[0].seg_logits.data.softmax(0)[1].numpy()
-    prob = inferencer(q_path, s_paths, m_paths, return_prob=True)[0]['prob']
+    prob = inferencer(q_path, s_paths, m_paths, return_prob=True)['predictions'][0]['prob']
     assert prob.shape == queries[0].shape[:2]
     assert np.allclose(prob, expected, atol=1e-5)
 
@@ -137,7 +142,7 @@ def test_masks_decoded_by_the_datasets_rule(inferencer, episode, tmp_path):
     """0/1, 16-bit, palette and grey RGB masks give the 0/255 mask's prediction; a dark colour mask is refused."""
     imgs, red, _, queries, _ = episode
     grey = red[0].astype(np.uint8) * 255
-    expected = inferencer(queries[0], imgs[:1], [grey])[0]['mask']
+    expected = inferencer(queries[0], imgs[:1], [grey])['predictions'][0]['mask']
     assert expected.any()
     palette = Image.frombytes('P', grey.shape[::-1], red[0].astype(np.uint8).tobytes())
     palette.putpalette([0, 0, 0, 128, 0, 0])  # index 1, the foreground, is grey 38
@@ -147,7 +152,7 @@ def test_masks_decoded_by_the_datasets_rule(inferencer, episode, tmp_path):
              save(red[0].astype(np.uint16), tmp_path / 'zero_one_16.png'),
              str(tmp_path / 'palette.png'), red[0].astype(np.int64)]
     for mask in masks:
-        assert np.array_equal(inferencer(queries[0], imgs[:1], [mask])[0]['mask'], expected), mask
+        assert np.array_equal(inferencer(queries[0], imgs[:1], [mask])['predictions'][0]['mask'], expected), mask
     colour = np.zeros((*grey.shape, 3), np.uint8)
     colour[..., 0] = grey  # a red-on-black mask: grey 76, under the threshold
     path = save(colour, tmp_path / 'red_mask.png')
@@ -180,7 +185,7 @@ def test_bad_inputs_name_the_file(inferencer, episode, tmp_path):
 def test_empty_support_mask_warns_and_predicts(inferencer, episode):
     imgs, red, _, queries, _ = episode
     with pytest.warns(UserWarning, match='support mask #1: the support mask has no foreground'):
-        result = inferencer(queries[0], imgs, [red[0], np.zeros_like(red[1])])
+        result = inferencer(queries[0], imgs, [red[0], np.zeros_like(red[1])])['predictions']
     assert result[0]['mask'].shape == queries[0].shape[:2]
 
 
@@ -190,6 +195,77 @@ def test_support_set_without_foreground_is_refused(inferencer, episode, tmp_path
     with pytest.raises(ValueError, match=re.escape(f'no support mask has a foreground pixel at the model input size '
                                                    f'(support mask #0, {zero})')):
         inferencer(queries[0], imgs, [np.zeros_like(red[0]), zero])
+
+
+def test_is_an_mmengine_inferencer_writing_vis_and_pred(inferencer, episode, tmp_path):
+    """out_dir: pictures in out_dir/vis, 0/255 masks at each query's size in out_dir/pred (MMSegInferencer's layout)."""
+    imgs, red, _, queries, _ = episode
+    assert isinstance(inferencer, BaseInferencer)
+    q_paths = [save(q, tmp_path / f'q{i}.png') for i, q in enumerate(queries)]
+    out = inferencer(q_paths[:2] + [queries[2]], imgs, red, batch_size=2, out_dir=str(tmp_path / 'out'),
+                     return_vis=True, opacity=0.7, title='t')
+    stems = ['q0', 'q1', 'query_00002']
+    assert sorted(os.listdir(tmp_path / 'out')) == ['pred', 'vis']
+    assert sorted(os.listdir(tmp_path / 'out' / 'pred')) == sorted(os.listdir(tmp_path / 'out' / 'vis')) == \
+        sorted(f'{s}.png' for s in stems)
+    for stem, q, result, vis in zip(stems, queries, out['predictions'], out['visualization']):
+        mask = np.asarray(Image.open(tmp_path / 'out' / 'pred' / f'{stem}.png'))
+        assert mask.shape == q.shape[:2] and np.array_equal(mask, result['mask'] * 255)
+        assert np.array_equal(np.asarray(Image.open(tmp_path / 'out' / 'vis' / f'{stem}.png')), vis)
+        assert vis.shape[0] > 256  # upscaled from the small query
+    samples = inferencer(q_paths[0], imgs, red, return_datasamples=True)['predictions']
+    assert samples[0].pred_sem_seg.shape == queries[0].shape[:2] and samples[0].support_imgs.shape[0] == 2
+    assert samples[0].metainfo['support_ori_shapes'] == [(80, 96), (80, 96)]
+    supports = inferencer.load_supports(imgs, red)
+    again = inferencer(q_paths[0], supports=supports)['predictions'][0]['mask']
+    assert np.array_equal(again, samples[0].pred_sem_seg.data[0].numpy())
+    assert inferencer(q_paths[0], supports=supports)['visualization'] is None  # nothing drawn unless asked
+    with pytest.raises(ValueError, match='would both be written as q0.png'):
+        inferencer([q_paths[0], q_paths[0]], supports=supports, pred_out_dir=str(tmp_path / 'twice'))
+    assert not (tmp_path / 'twice').exists()
+
+
+def test_mmseg_init_model_builds_and_loads(root, episode, tmp_path):
+    """mmseg.apis.init_model (pretrained=None, train_cfg=None) on a shipped config and a saved checkpoint."""
+    cfg = Config.fromfile(osp.join(root, CONFIG))
+    cfg.model.backbone.init_cfg = None
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        built = MODELS.build(cfg.model)
+    ckpt = str(tmp_path / 'model.pth')
+    torch.save(dict(meta=dict(dataset_meta=dict(classes=('road', 'forest'))), state_dict=built.state_dict()), ckpt)
+    model = init_model(osp.join(root, CONFIG), ckpt, device='cpu')
+    assert not model.training and model.dataset_meta['classes'] == ('road', 'forest')
+    for k, v in built.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    imgs, red, _, queries, gts = episode
+    res = Compose([dict(type='FewShotResize', scale=(SIZE, SIZE))])
+
+    def results(img, mask, name):
+        return dict(img=img, img_path=name, seg_map_path=name, gt_seg_map=mask.astype(np.uint8),
+                    seg_fields=['gt_seg_map'], ori_shape=img.shape[:2], img_shape=img.shape[:2])
+
+    packed = Compose([dict(type='PackFewShotInputs')])(dict(
+        query=res(results(queries[2], gts[2], 'q')),
+        supports=[res(results(i, m, f's{k}')) for k, (i, m) in enumerate(zip(imgs, red))]))
+    with torch.no_grad():
+        data = model.data_preprocessor(dict(inputs=[packed['inputs']], data_samples=[packed['data_samples']]))
+        pred = model(**data, mode='predict')[0]
+        logits = model(**data, mode='tensor')
+    assert pred.pred_sem_seg.shape == (SIZE, SIZE) and set(pred.pred_sem_seg.data.unique().tolist()) <= {0, 1}
+    assert torch.allclose(model._prediction(logits)[0], pred.seg_logits.data, atol=1e-5)
+
+
+def test_mmseg_init_model_loads_a_converted_official_checkpoint(root, tmp_path):
+    """The converter's output has meta without dataset_meta: mmseg falls back to the head's num_classes (2)."""
+    from ifa_mmseg.models import IFAResNet, convert_official
+    from ifa_mmseg.utils.official_recipe import official_trained_state_dict
+    backbone = convert_official(official_trained_state_dict(50), IFAResNet(depth=50).state_dict())
+    ckpt = str(tmp_path / 'converted.pth')
+    torch.save(dict(state_dict={f'backbone.{k}': v for k, v in backbone.items()}, meta=dict(format='trained')), ckpt)
+    model = init_model(osp.join(root, CONFIG), ckpt, device='cpu')
+    assert model.decode_head.num_classes == 2 and len(model.dataset_meta['classes']) == 2
+    assert torch.equal(model.backbone.layer3[0].conv1.weight, backbone['layer3.0.conv1.weight'])
 
 
 # ---------------------------------------------------------------------- tools/infer.py
@@ -217,7 +293,7 @@ def test_cli_writes_masks_overlays_and_probabilities(root, checkpoint, episode, 
         save(q, qdir / f'q{i}.png')
     out = tmp_path / 'out'
     proc = run_infer(root, checkpoint, *write_supports(episode, tmp_path), '--query', str(qdir),
-                     '--out', str(out), '--batch-size', '2', '--save-prob')
+                     '--out', str(out), '--batch-size', '2', '--save-prob', '--opacity', '0.6', '--title', 'my run')
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert '3/3' in proc.stdout  # the progress bar
     assert sorted(os.listdir(out)) == ['masks', 'overlays', 'probs']
@@ -227,7 +303,9 @@ def test_cli_writes_masks_overlays_and_probabilities(root, checkpoint, episode, 
         assert iou(mask == 255, gt) > RIGHT_IOU
         assert np.load(out / 'probs' / f'q{i}.npy').shape == q.shape[:2]
         overlay = np.asarray(Image.open(out / 'overlays' / f'q{i}.png'))
-        assert overlay.shape == (q.shape[0], 4 * q.shape[1] + 3 * 4, 3)  # 2 supports | query | prediction
+        # 2 supports (80x96) | query | prediction, each in its aspect ratio, upscaled to 256 px high, titled
+        tiles_w = 2 * round(256 * 96 / 80) + 2 * round(256 * q.shape[1] / q.shape[0])
+        assert overlay.ndim == 3 and overlay.shape[0] > 256 and overlay.shape[1] >= tiles_w
     assert sorted(os.listdir(tmp_path)) == ['out', 'queries', *sorted(
         f'support{k}{s}.png' for k in range(2) for s in ('', '_mask'))]  # no temporary folder left
 

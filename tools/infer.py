@@ -2,10 +2,13 @@
 
     python tools/infer.py CONFIG CKPT --support IMG MASK [--support IMG MASK ...]
         --query PATH_OR_DIR [...] --out DIR [--batch-size N] [--device cpu] [--save-prob]
+        [--opacity A] [--title TEXT]
 
 Writes, for every query ``<stem>.<ext>``: ``DIR/masks/<stem>.png`` (0/255, the query's
-size), ``DIR/overlays/<stem>.png`` (supports with masks | query | query with prediction)
-and, with ``--save-prob``, ``DIR/probs/<stem>.npy`` (float32 foreground probability).
+size), ``DIR/overlays/<stem>.png`` (the episode picture of ``FewShotLocalVisualizer``:
+each support with its mask | query | query with prediction, titled, each in its own
+aspect ratio, masks at ``--opacity`` and outlined, ``--title`` above) and, with
+``--save-prob``, ``DIR/probs/<stem>.npy`` (float32 foreground probability).
 Every input, and that every output path can be written, is checked before any
 prediction; outputs are written to a temporary folder beside DIR and moved into DIR only
 once every query has been predicted.
@@ -16,16 +19,15 @@ import os.path as osp
 import shutil
 import sys
 import tempfile
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Optional
 
 import numpy as np
-import torch
 from mmengine.config import DictAction
 from mmengine.utils import ProgressBar, scandir
 from PIL import Image
 
-from ifa_mmseg.apis import FewShotInferencer, SupportSet
-from ifa_mmseg.visualization import episode_panel
+from ifa_mmseg.apis import FewShotInferencer
+from ifa_mmseg.visualization import FewShotLocalVisualizer
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 OUTPUT_EXTENSIONS = dict(masks='.png', overlays='.png', probs='.npy')  # output subfolder -> file extension
@@ -47,6 +49,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--batch-size', type=int, default=1, help='queries per forward pass')
     parser.add_argument('--device', help='torch device (default: cuda if available, else cpu)')
     parser.add_argument('--save-prob', action='store_true', help='also save foreground probabilities (.npy)')
+    parser.add_argument('--opacity', type=float, default=0.4,
+                        help='mask fill opacity in the overlays, 0 (outlines only) to 1 (default 0.4)')
+    parser.add_argument('--title', help='a title line at the top of every overlay')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries, key=value')
     return parser.parse_args()
 
@@ -120,24 +125,25 @@ def check_outputs(out: str, stems: List[str], save_prob: bool) -> None:
                 raise ValueError(f'cannot write {output_path(out, sub, stem)}: a folder of that name is in the way')
 
 
-def write_result(tmp: str, stem: str, result: dict, supports: SupportSet) -> None:
+def write_result(tmp: str, stem: str, result: dict, visualizer: FewShotLocalVisualizer, opacity: float = 0.4,
+                 title: Optional[str] = None) -> None:
     """Mask PNG, overlay picture and, when predicted, the probability map of one query."""
     Image.fromarray(result['mask'] * 255).save(output_path(tmp, 'masks', stem))
-    query = torch.from_numpy(result['img']).permute(2, 0, 1)
-    panel = episode_panel(supports.imgs, supports.masks, query, None, torch.from_numpy(result['mask']))
+    panel = visualizer.draw_episode(result['img'], result['data_sample'], draw_gt=False, opacity=opacity,
+                                    title=title)
     Image.fromarray(panel).save(output_path(tmp, 'overlays', stem))
     if 'prob' in result:
         np.save(output_path(tmp, 'probs', stem), result['prob'])
 
 
-def write_outputs(tmp: str, stems: List[str], results: Iterator[dict], supports: SupportSet,
-                  save_prob: bool) -> None:
+def write_outputs(tmp: str, stems: List[str], results: Iterator[dict], visualizer: FewShotLocalVisualizer,
+                  save_prob: bool, opacity: float = 0.4, title: Optional[str] = None) -> None:
     """Predict query after query (with a progress bar) and write each one's files under ``tmp``."""
     for sub in output_subfolders(save_prob):
         os.mkdir(osp.join(tmp, sub))
     progress = ProgressBar(len(stems))
     for stem, result in zip(stems, results):
-        write_result(tmp, stem, result, supports)
+        write_result(tmp, stem, result, visualizer, opacity, title)
         progress.update()
 
 
@@ -156,6 +162,8 @@ def main() -> None:
         queries = list_queries(args.query)
         stems = output_stems(queries)
         check_outputs(args.out, stems, args.save_prob)
+        if not 0 <= args.opacity <= 1:
+            raise ValueError(f'--opacity must be between 0 and 1, got {args.opacity}')
         inferencer = FewShotInferencer(args.config, args.checkpoint, args.device, args.cfg_options)
         supports = inferencer.load_supports([p[0] for p in pairs], [p[1] for p in pairs])
         results = inferencer.predict(queries, supports, args.batch_size, args.save_prob)
@@ -167,7 +175,7 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix=f'.{osp.basename(out)}.', dir=osp.dirname(out))
     try:
         try:
-            write_outputs(tmp, stems, results, supports, args.save_prob)
+            write_outputs(tmp, stems, results, inferencer.visualizer, args.save_prob, args.opacity, args.title)
         except (ValueError, OSError) as err:  # a query that passed the check but fails to load now
             sys.exit(f'\nerror: {err}\nnothing was written to {out}')
         publish(tmp, out)

@@ -1,6 +1,5 @@
 """Evaluate a checkpoint with an mmengine Runner (all episode seeds of the config)."""
 import argparse
-import os.path as osp
 
 from ifa_mmseg.utils import add_common_args, build_runner, load_config, setup_distributed
 
@@ -9,8 +8,14 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test an ifa-mmseg model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--show-dir', help='write episode pictures (supports, ground truth, prediction) here')
-    parser.add_argument('--num-vis', type=int, default=8, help='episodes drawn per seed with --show-dir')
+    parser.add_argument('--show-dir', help='draw episode pictures (supports, ground truth, prediction) into this '
+                        'folder (SHOW_DIR/seed<S>/episode_<index>.png; a relative path is under the run\'s '
+                        'WORK_DIR/<timestamp>/ folder, as in mmseg); the vis backends of the config receive them too')
+    parser.add_argument('--num-vis', type=int, default=8,
+                        help='episodes drawn per seed (--vis-rule first) or per class and seed (--vis-rule worst)')
+    parser.add_argument('--vis-rule', choices=('first', 'worst'), default='first',
+                        help='draw the first --num-vis episodes of each seed, or the --num-vis episodes of '
+                        'lowest IoU of each class in each seed')
     parser.add_argument('--out', help='also write the predicted mask of every episode of every seed to this .pkl '
                         '(ifa_mmseg.evaluation.unpack_mask reads one)')
     add_common_args(parser)
@@ -24,8 +29,8 @@ def main() -> None:
     if args.show_dir is not None:
         cfg.default_hooks = cfg.get('default_hooks') or {}
         cfg.default_hooks['visualization'] = dict(
-            type='FewShotVisualizationHook', draw=True, show_dir=osp.abspath(args.show_dir),
-            num_episodes=args.num_vis)
+            type='FewShotVisualizationHook', draw=True, show_dir=args.show_dir, num_episodes=args.num_vis,
+            rule=args.vis_rule)
     if args.out is not None:
         dump = dict(type='FewShotDumpResults', out_file_path=args.out)
         evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]

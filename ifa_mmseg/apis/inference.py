@@ -1,25 +1,33 @@
 """Few-shot inference on images outside any dataset: one support set, many queries."""
 import copy
 import os
+import os.path as osp
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+import mmcv
 import numpy as np
 import torch
 from mmcv.transforms import Compose
 from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.infer import BaseInferencer
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
-from mmseg.registry import MODELS, TRANSFORMS
+from mmengine.utils import scandir
+from mmseg.registry import MODELS, TRANSFORMS, VISUALIZERS
 from mmseg.structures import SegDataSample
 from torch import Tensor
 
 from ifa_mmseg.datasets.transforms import LoadBinaryMask, LoadRGBImageFromFile
 from ifa_mmseg.datasets.transforms.formatting import image_tensor
 from ifa_mmseg.datasets.transforms.loading import MASK_RULE, binary_mask, open_image
+from ifa_mmseg.visualization import FewShotLocalVisualizer
 
 ImageInput = Union[str, os.PathLike, np.ndarray]
+IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 
 @dataclass
@@ -31,11 +39,13 @@ class SupportSet:
         imgs: uint8 [K, 3, H, W] RGB support images at the model's input size.
         masks: uint8 [K, H, W] {0, 1} masks at the model's input size.
         prototypes: foreground and background prototypes, [1, C, 1, 1] each.
+        ori_shapes: each support image's original (h, w).
     """
     names: List[str]
     imgs: Tensor
     masks: Tensor
     prototypes: Tuple[Tensor, Tensor]
+    ori_shapes: List[Tuple[int, int]] = field(default_factory=list)
 
 
 def _is_path(src: ImageInput) -> bool:
@@ -45,6 +55,15 @@ def _is_path(src: ImageInput) -> bool:
 def _as_list(inputs: Union[ImageInput, Sequence[ImageInput]]) -> List[ImageInput]:
     """One image (a path or an [H, W, C] array) or a sequence of them -> a list."""
     return [inputs] if _is_path(inputs) or isinstance(inputs, np.ndarray) else list(inputs)
+
+
+def _query_name(src: ImageInput, index: int) -> str:
+    return os.fspath(src) if _is_path(src) else f'query #{index}'
+
+
+def _output_stem(name: str, index: int) -> str:
+    """Output file stem of a query: its file stem, or ``query_<index>`` for an array."""
+    return f'query_{index:05d}' if name.startswith('query #') else osp.splitext(osp.basename(name))[0]
 
 
 def _episode_pipeline(cfg: Config) -> List[dict]:
@@ -59,8 +78,13 @@ def _episode_pipeline(cfg: Config) -> List[dict]:
     return dataset['pipeline']
 
 
-class FewShotInferencer:
+class FewShotInferencer(BaseInferencer):
     """Segment query images with an IFA model, given K support images and their masks.
+
+    An mmengine :class:`~mmengine.infer.BaseInferencer` whose call takes a support set
+    besides the queries: it is decoded, checked and encoded once (:meth:`load_supports`),
+    then the queries are batched against it (``preprocess`` -> ``forward`` ->
+    ``visualize`` -> ``postprocess``, as mmengine's inferencers).
 
     Preprocessing is the config's dataset pipeline: images are decoded with PIL to RGB,
     masks are binarised by the rule of the datasets
@@ -70,57 +94,92 @@ class FewShotInferencer:
     masks) and the model's data preprocessor (normalisation) apply. Predictions are
     resized back to each query's original size.
 
-    The support set's backbone features are computed once and pooled into prototypes
-    (:meth:`IFASegmentor.encode_support`); queries are batched against them.
-
-    Inputs are file paths or uint8 RGB arrays [H, W, 3]. Masks are paths or arrays: bool
-    [H, W], integer [H, W] (0/1, or grey levels 0-255) or uint8 colour [H, W, 3 or 4].
-    Palette masks: every index but 0 is foreground; masks holding only 0 and 1: 1 is
-    foreground; other masks are read as grey (``convert('L')``, 16-bit scaled to 0-255)
-    and thresholded. A mask must have the size of its image; one with non-zero pixels
-    but no foreground under this rule is an error. An empty support mask among others
-    gives a warning and prediction goes on; a support set without any foreground is an
-    error.
+    Inputs are file paths (or a folder, whose images are all queries) or uint8 RGB arrays
+    [H, W, 3]. Masks are paths or arrays: bool [H, W], integer [H, W] (0/1, or grey levels
+    0-255) or uint8 colour [H, W, 3 or 4]. Palette masks: every index but 0 is foreground;
+    masks holding only 0 and 1: 1 is foreground; other masks are read as grey
+    (``convert('L')``, 16-bit scaled to 0-255) and thresholded. A mask must have the size
+    of its image; one with non-zero pixels but no foreground under this rule is an error.
+    An empty support mask among others gives a warning and prediction goes on; a support
+    set without any foreground is an error. Every query is decoded before the first
+    prediction, and nothing is written before every query is predicted.
 
     Example::
 
         inferencer = FewShotInferencer('configs/ifa/deepglobe_1shot.py', 'epoch_20.pth')
-        results = inferencer(['q1.jpg', 'q2.jpg'], ['s.jpg'], ['s_mask.png'], batch_size=2)
+        out = inferencer(['q1.jpg', 'q2.jpg'], support_images=['s.jpg'], support_masks=['s_mask.png'],
+                         batch_size=2, out_dir='outputs')  # outputs/vis/q1.png, outputs/pred/q1.png, ...
+        out['predictions'][0]['mask']
         # or keep one encoded support set for many calls
         supports = inferencer.load_supports(['s.jpg'], ['s_mask.png'])
-        for result in inferencer.predict(query_paths, supports, batch_size=8, return_prob=True):
+        out = inferencer(query_paths, supports=supports, return_prob=True)
+        for result in inferencer.predict(query_paths, supports, batch_size=8):  # streamed
             ...
 
     Args:
-        config: config file or :class:`Config` (model and dataset pipeline).
-        checkpoint: segmentor checkpoint (all weights are loaded strictly).
+        model: config file or :class:`Config` (model and dataset pipeline).
+        weights: segmentor checkpoint (all weights are loaded strictly).
         device: torch device; CUDA when available by default.
         cfg_options: overrides merged into the config, e.g.
             ``{'test_dataloader.dataset.pipeline.2.scale': (64, 64)}``.
+        scope: registry scope.
+        show_progress: a progress bar over the batches of each call.
     """
 
-    def __init__(self, config: Union[str, Config], checkpoint: str, device: Optional[str] = None,
-                 cfg_options: Optional[dict] = None) -> None:
-        cfg = copy.deepcopy(config) if isinstance(config, Config) else Config.fromfile(config)
+    preprocess_kwargs: set = set()
+    forward_kwargs: set = {'supports'}
+    visualize_kwargs: set = {'return_vis', 'show', 'wait_time', 'img_out_dir', 'opacity', 'title'}
+    postprocess_kwargs: set = {'pred_out_dir', 'return_prob'}
+
+    def __init__(self, model: Union[str, Config], weights: str, device: Optional[str] = None,
+                 cfg_options: Optional[dict] = None, scope: Optional[str] = 'mmseg',
+                 show_progress: bool = False) -> None:
+        cfg = copy.deepcopy(model) if isinstance(model, Config) else Config.fromfile(model)
         if cfg_options:
             cfg.merge_from_dict(cfg_options)
-        init_default_scope(cfg.get('default_scope', 'mmseg'))
-        self.cfg = cfg
-        self.device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+        init_default_scope(cfg.get('default_scope', scope or 'mmseg'))
+        super().__init__(cfg, weights, device or ('cuda' if torch.cuda.is_available() else 'cpu'), scope,
+                         show_progress)
+        self.device = next(self.model.parameters()).device
+        if getattr(self.model, 'dataset_meta', None):
+            self.visualizer.dataset_meta = dict(self.model.dataset_meta)
 
+    # ------------------------------------------------------------------ BaseInferencer's construction steps
+    def _init_model(self, cfg: Config, weights: Optional[str], device: str = 'cpu') -> torch.nn.Module:
         model_cfg = copy.deepcopy(cfg.model)
         model_cfg.backbone.init_cfg = None  # every weight comes from the checkpoint
+        model_cfg.pop('pretrained', None)
         model_cfg.test_cfg = dict(model_cfg.get('test_cfg') or {}, resize_to_original=True)
-        self.model = MODELS.build(model_cfg)
-        load_checkpoint(self.model, checkpoint, map_location='cpu', strict=True)
-        self.model.to(self.device).eval()
+        model = MODELS.build(model_cfg)
+        checkpoint = load_checkpoint(model, weights, map_location='cpu', strict=True)
+        meta = checkpoint.get('meta') or {} if isinstance(checkpoint, dict) else {}
+        if meta.get('dataset_meta'):
+            model.dataset_meta = meta['dataset_meta']
+        model.cfg = cfg
+        return model.to(device).eval()
 
+    def _init_pipeline(self, cfg: Config) -> Compose:
         transforms = [TRANSFORMS.build(t) for t in _episode_pipeline(cfg)]
         mask_loaders = [t for t in transforms if isinstance(t, LoadBinaryMask)]
         self.threshold = mask_loaders[0].threshold if mask_loaders else 128
         self.load_image = LoadRGBImageFromFile()
         # inputs are decoded here (arrays have no file to load), so only the later steps run
-        self.pipeline = Compose([t for t in transforms if not isinstance(t, (LoadRGBImageFromFile, LoadBinaryMask))])
+        return Compose([t for t in transforms if not isinstance(t, (LoadRGBImageFromFile, LoadBinaryMask))])
+
+    def _init_collate(self, cfg: Config):
+        return pseudo_collate
+
+    def _init_visualizer(self, cfg: Config) -> FewShotLocalVisualizer:
+        """The config's visualizer when it is a :class:`FewShotLocalVisualizer`, else a default one; no backends."""
+        vis_cfg = dict(cfg.get('visualizer') or {})
+        vis_type = vis_cfg.get('type')
+        vis_cls = VISUALIZERS.get(vis_type) if isinstance(vis_type, str) else vis_type
+        if not (isinstance(vis_cls, type) and issubclass(vis_cls, FewShotLocalVisualizer)):
+            vis_cfg = dict(type=FewShotLocalVisualizer)
+        vis_cfg.pop('vis_backends', None)
+        vis_cfg.pop('save_dir', None)
+        vis_cfg['name'] = f'fewshot_inferencer-{datetime.now().timestamp()}-{id(self)}'
+        return VISUALIZERS.build(vis_cfg)
 
     # ------------------------------------------------------------------ decoding and checks
     def _read_image(self, src: ImageInput, name: str) -> np.ndarray:
@@ -153,7 +212,16 @@ class FewShotInferencer:
         preprocessor = self.model.data_preprocessor
         return preprocessor._normalize(preprocessor.cast_data(list(imgs)))
 
-    # ------------------------------------------------------------------ public API
+    def _inputs_to_list(self, inputs) -> list:
+        """One image (path or array), a folder (its images, sorted, not recursive) or a sequence -> a list."""
+        if _is_path(inputs) and osp.isdir(inputs):
+            found = sorted(scandir(os.fspath(inputs), IMG_EXTENSIONS, case_sensitive=False))
+            if not found:
+                raise ValueError(f'query folder {os.fspath(inputs)} holds no image ({", ".join(IMG_EXTENSIONS)})')
+            return [osp.join(os.fspath(inputs), f) for f in found]
+        return _as_list(inputs)
+
+    # ------------------------------------------------------------------ supports
     def load_supports(self, images: Sequence[ImageInput], masks: Sequence[ImageInput]) -> SupportSet:
         """Decode, check, resize and encode a support set (one backbone pass over its K images).
 
@@ -170,10 +238,11 @@ class FewShotInferencer:
         if len(images) != len(masks) or not images:
             raise ValueError(f'every support image needs one mask: got {len(images)} images {names} '
                              f'and {len(masks)} masks {mask_names}')
-        prepared = []
+        prepared, shapes = [], []
         for src, mask_src, name, mask_name in zip(images, masks, names, mask_names):
             img = self._read_image(src, name)
             mask = self._read_mask(mask_src, mask_name, name, img.shape)
+            shapes.append(tuple(img.shape[:2]))
             prepared.append(self._prepare(img, name, mask))
         empty = [mask_name for res, mask_name in zip(prepared, mask_names) if not res['gt_seg_map'].any()]
         if len(empty) == len(prepared):
@@ -186,7 +255,7 @@ class FewShotInferencer:
         support_masks = torch.from_numpy(np.stack([r['gt_seg_map'] for r in prepared]))
         with torch.no_grad():
             prototypes = self.model.encode_support(self._normalise(imgs), support_masks.to(self.device))
-        return SupportSet(names, imgs, support_masks, prototypes)
+        return SupportSet(names, imgs, support_masks, prototypes, shapes)
 
     def check_queries(self, queries: Union[ImageInput, Sequence[ImageInput]]) -> List[str]:
         """Decode every query once, so that a bad one stops the run before any prediction.
@@ -196,7 +265,7 @@ class FewShotInferencer:
         """
         names = []
         for i, src in enumerate(_as_list(queries)):
-            name = os.fspath(src) if _is_path(src) else f'query #{i}'
+            name = _query_name(src, i)
             if _is_path(src):
                 open_image(name)
             else:
@@ -204,40 +273,156 @@ class FewShotInferencer:
             names.append(name)
         return names
 
+    # ------------------------------------------------------------------ mmengine's four steps
+    def preprocess(self, inputs: List[ImageInput], batch_size: int = 1, **kwargs) -> Iterator[dict]:
+        """Check every query now; return an iterator of batches, decoded and resized as it is consumed.
+
+        A batch is ``dict(inputs=[uint8 [3, h, w]], data_samples=[SegDataSample], ori_imgs=[uint8
+        [H, W, 3]])``; each sample's metainfo has ``img_path`` (the query's name), ``ori_shape``
+        and ``index`` (its position in ``inputs``).
+        """
+        names = self.check_queries(inputs)
+        if batch_size < 1:
+            raise ValueError(f'batch_size must be positive, got {batch_size}')
+        return self._batches(inputs, names, batch_size)
+
+    def _batches(self, inputs: List[ImageInput], names: List[str], batch_size: int) -> Iterator[dict]:
+        for start in range(0, len(inputs), batch_size):
+            chunk = range(start, min(start + batch_size, len(inputs)))
+            originals = [self._read_image(inputs[i], names[i]) for i in chunk]
+            prepared = [self._prepare(img, names[i]) for img, i in zip(originals, chunk)]
+            yield dict(inputs=[image_tensor(r['img']) for r in prepared], ori_imgs=originals,
+                       data_samples=[SegDataSample(metainfo=dict(img_path=names[i], ori_shape=img.shape[:2], index=i))
+                                     for img, i in zip(originals, chunk)])
+
+    @torch.no_grad()
+    def forward(self, inputs: dict, supports: SupportSet = None, **kwargs) -> List[SegDataSample]:
+        """Predict one batch against the encoded support set.
+
+        Returns:
+            The batch's samples with ``seg_logits`` [2, H, W] and ``pred_sem_seg`` [1, H, W]
+            at each query's size, ``support_imgs`` and ``support_masks`` (the support set's,
+            shared) and metainfo ``support_paths`` and ``support_ori_shapes``.
+        """
+        if supports is None:
+            raise ValueError('FewShotInferencer needs a support set: support_images and support_masks, or supports')
+        samples = self.model.predict_with_support(self._normalise(inputs['inputs']), supports.prototypes,
+                                                  inputs['data_samples'])
+        for sample in samples:
+            sample.support_imgs, sample.support_masks = supports.imgs, supports.masks
+            sample.set_metainfo(dict(support_paths=supports.names, support_ori_shapes=supports.ori_shapes))
+        return samples
+
+    def visualize(self, inputs: List[ImageInput], preds: List[SegDataSample], return_vis: bool = False,
+                  show: bool = False, wait_time: float = 0, img_out_dir: str = '', opacity: Optional[float] = None,
+                  title: Optional[str] = None) -> Optional[List[np.ndarray]]:
+        """Episode pictures (supports with masks | query | query with prediction) by the visualizer.
+
+        Written to ``img_out_dir/<query stem>.png`` when given; returned with ``return_vis``.
+        """
+        if not (return_vis or show or img_out_dir):
+            return None
+        pictures = []
+        for pred in preds:
+            index, name = pred.metainfo['index'], pred.metainfo['img_path']
+            panel = self.visualizer.draw_episode(self._read_image(inputs[index], name), pred, draw_gt=False,
+                                                 opacity=opacity, title=title)
+            if show:
+                self.visualizer.show(panel, win_name=name, wait_time=wait_time)
+            if img_out_dir:
+                mmcv.imwrite(mmcv.rgb2bgr(panel), osp.join(img_out_dir, _output_stem(name, index) + '.png'))
+            if return_vis:
+                pictures.append(panel)
+        return pictures if return_vis else None
+
+    def postprocess(self, preds: List[SegDataSample], visualization: Optional[List[np.ndarray]] = None,
+                    return_datasample: bool = False, pred_out_dir: str = '', return_prob: bool = False) -> dict:
+        """``dict(predictions, visualization)``: the samples, or per query ``dict(name, mask[, prob])``.
+
+        ``mask`` is uint8 [H, W] {0, 1} and ``prob`` float32 [H, W] (foreground probability),
+        at the query's size. With ``pred_out_dir`` each mask is written there as
+        ``<query stem>.png`` (0/255).
+        """
+        predictions = []
+        for pred in preds:
+            mask = pred.pred_sem_seg.data[0].to(torch.uint8).cpu().numpy()
+            if pred_out_dir:
+                name, index = pred.metainfo['img_path'], pred.metainfo['index']
+                mmcv.imwrite(mask * 255, osp.join(pred_out_dir, _output_stem(name, index) + '.png'))
+            if return_datasample:
+                predictions.append(pred)
+                continue
+            result = dict(name=pred.metainfo['img_path'], mask=mask)
+            if return_prob:
+                result['prob'] = pred.seg_logits.data.softmax(0)[1].float().cpu().numpy()
+            predictions.append(result)
+        return dict(predictions=predictions, visualization=visualization)
+
+    # ------------------------------------------------------------------ calls
+    def __call__(self, inputs: Union[ImageInput, Sequence[ImageInput]],
+                 support_images: Optional[Sequence[ImageInput]] = None,
+                 support_masks: Optional[Sequence[ImageInput]] = None, supports: Optional[SupportSet] = None,
+                 return_datasamples: bool = False, batch_size: int = 1, return_vis: bool = False,
+                 show: bool = False, wait_time: float = 0, out_dir: str = '', img_out_dir: str = '',
+                 pred_out_dir: str = '', opacity: Optional[float] = None, title: Optional[str] = None,
+                 return_prob: bool = False) -> dict:
+        """Predict every query against one support set.
+
+        Args:
+            inputs: query image(s): paths, a folder, uint8 RGB arrays.
+            support_images, support_masks: the support set, encoded once for all queries;
+                or ``supports``, one already encoded by :meth:`load_supports`.
+            return_datasamples: return the :class:`SegDataSample` of each query.
+            batch_size: queries per forward pass.
+            return_vis, show, wait_time: return, show the episode pictures.
+            out_dir: write pictures to ``out_dir/vis`` and masks to ``out_dir/pred``
+                (``<query stem>.png``, ``query_<index>.png`` for arrays), as MMSegInferencer;
+                ``img_out_dir`` and ``pred_out_dir`` set either folder alone.
+            opacity, title: mask opacity and title line of the pictures.
+            return_prob: add each query's foreground probability ``prob``.
+
+        Returns:
+            ``dict(predictions=[...], visualization=[...] or None)``; see :meth:`postprocess`.
+        """
+        if supports is None:
+            if support_images is None or support_masks is None:
+                raise ValueError('give support_images and support_masks, or supports from load_supports()')
+            supports = self.load_supports(support_images, support_masks)
+        if out_dir:
+            img_out_dir, pred_out_dir = osp.join(out_dir, 'vis'), osp.join(out_dir, 'pred')
+        queries = self._inputs_to_list(inputs)
+        if img_out_dir or pred_out_dir:
+            self._check_unique_stems(queries)
+        return super().__call__(queries, return_datasamples=return_datasamples, batch_size=batch_size,
+                                supports=supports, return_vis=return_vis, show=show, wait_time=wait_time,
+                                img_out_dir=img_out_dir, opacity=opacity, title=title, pred_out_dir=pred_out_dir,
+                                return_prob=return_prob)
+
+    @staticmethod
+    def _check_unique_stems(queries: List[ImageInput]) -> None:
+        seen: Dict[str, str] = {}
+        for i, src in enumerate(queries):
+            name = _query_name(src, i)
+            stem = _output_stem(name, i)
+            if stem in seen:
+                raise ValueError(f'queries {seen[stem]} and {name} would both be written as {stem}.png: rename one')
+            seen[stem] = name
+
     def predict(self, queries: Union[ImageInput, Sequence[ImageInput]], supports: SupportSet,
                 batch_size: int = 1, return_prob: bool = False) -> Iterator[Dict]:
         """Check every query now, then predict them batch by batch as the iterator is consumed.
 
         Yields, per query in input order, a dict with ``name``, ``img`` (the decoded query,
-        uint8 [H, W, 3] RGB), ``mask`` (uint8 [H, W] {0, 1} at the query's original size)
-        and, with ``return_prob``, ``prob`` (float32 [H, W] foreground probability).
+        uint8 [H, W, 3] RGB), ``mask`` (uint8 [H, W] {0, 1} at the query's original size),
+        ``data_sample`` (for :meth:`FewShotLocalVisualizer.draw_episode`) and, with
+        ``return_prob``, ``prob`` (float32 [H, W] foreground probability).
         """
-        queries = _as_list(queries)
-        names = self.check_queries(queries)
-        if batch_size < 1:
-            raise ValueError(f'batch_size must be positive, got {batch_size}')
-        return self._predict_batches(queries, names, supports, batch_size, return_prob)
+        batches = self.preprocess(self._inputs_to_list(queries), batch_size)
+        return self._stream(batches, supports, return_prob)
 
-    def _predict_batches(self, queries: List[ImageInput], names: List[str], supports: SupportSet,
-                         batch_size: int, return_prob: bool) -> Iterator[Dict]:
-        for start in range(0, len(queries), batch_size):
-            chunk = range(start, min(start + batch_size, len(queries)))
-            originals = [self._read_image(queries[i], names[i]) for i in chunk]
-            prepared = [self._prepare(img, names[i]) for img, i in zip(originals, chunk)]
-            samples = [SegDataSample(metainfo=dict(img_path=names[i], ori_shape=img.shape[:2]))
-                       for img, i in zip(originals, chunk)]
-            with torch.no_grad():
-                inputs = self._normalise([image_tensor(r['img']) for r in prepared])
-                samples = self.model.predict_with_support(inputs, supports.prototypes, samples)
-            for i, img, sample in zip(chunk, originals, samples):
-                out = dict(name=names[i], img=img, mask=sample.pred_sem_seg.data[0].to(torch.uint8).cpu().numpy())
-                if return_prob:
-                    out['prob'] = sample.seg_logits.data.softmax(0)[1].float().cpu().numpy()
-                yield out
-
-    def __call__(self, queries: Union[ImageInput, Sequence[ImageInput]], support_images: Sequence[ImageInput],
-                 support_masks: Sequence[ImageInput], batch_size: int = 1,
-                 return_prob: bool = False) -> List[Dict]:
-        """Predict every query against one support set; see :meth:`predict` for the result dicts."""
-        supports = self.load_supports(support_images, support_masks)
-        return list(self.predict(queries, supports, batch_size, return_prob))
+    def _stream(self, batches: Iterator[dict], supports: SupportSet, return_prob: bool) -> Iterator[Dict]:
+        for batch in batches:
+            samples = self.forward(batch, supports)
+            results = self.postprocess(samples, return_prob=return_prob)['predictions']
+            for img, sample, result in zip(batch['ori_imgs'], samples, results):
+                yield dict(result, img=img, data_sample=sample)

@@ -72,6 +72,7 @@ class IFAHead(BaseModule):
         super().__init__(init_cfg)
         if support_order not in ('correct', 'official'):
             raise ValueError(f"support_order must be 'correct' or 'official', got {support_order!r}")
+        self.num_classes = 2  # background and foreground logits (mmseg's init_model reads it without dataset_meta)
         self.scale = scale
         self.ssp_cfg = dict(fg_thresh=fg_thresh, bg_thresh=bg_thresh, topk=topk, temperature=local_temperature)
         self.map_eps = map_eps

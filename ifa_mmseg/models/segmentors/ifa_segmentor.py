@@ -27,6 +27,8 @@ class IFASegmentor(BaseSegmentor):
         test_cfg: ``resize_to_original=True`` resizes predictions to each query's
             ``ori_shape``; by default they stay at the model resolution, as in the
             official evaluation.
+        pretrained: backbone checkpoint, as mmseg segmentors take it (it becomes the
+            backbone's ``init_cfg``); ``mmseg.apis.init_model`` passes ``None``.
     """
 
     def __init__(self,
@@ -37,8 +39,11 @@ class IFASegmentor(BaseSegmentor):
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
+                 pretrained: Optional[str] = None,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if pretrained is not None:
+            backbone = dict(backbone, init_cfg=dict(type='Pretrained', checkpoint=pretrained))
         self.backbone = MODELS.build(backbone)
         if neck is not None:
             self.neck = MODELS.build(neck)
