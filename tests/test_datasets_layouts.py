@@ -172,3 +172,45 @@ def test_pipeline_from_config_and_item_contract(root):
     assert sample.seg_map_path.endswith('_mask.png')
     # grey X-ray PNGs are converted to three equal RGB channels
     assert torch.equal(item['inputs'][0], item['inputs'][1])
+
+
+# ------------------------------------------------------------------ PASCAL in mmseg's layout (issue 13)
+def test_pascal_reads_mmseg_vocdevkit_layout(tmp_path):
+    """mmseg's voc_aug.py writes data_root/VOCdevkit/VOC2012/{JPEGImages,SegmentationClassAug}."""
+    for sub in ('JPEGImages', 'SegmentationClassAug'):
+        os.makedirs(tmp_path / 'VOCdevkit' / 'VOC2012' / sub)
+    ds = build(str(tmp_path), type='Pascal5iDataset', fold=4, split='trn')
+    first = ds.get_data_info(0)
+    assert first['query']['img_path'] == str(tmp_path / 'VOCdevkit' / 'VOC2012' / 'JPEGImages' / '2007_000032.jpg')
+    assert first['query']['seg_map_path'].endswith(os.path.join('VOCdevkit', 'VOC2012', 'SegmentationClassAug',
+                                                                '2007_000032.png'))
+
+
+def test_pascal_hsnet_layout_first_and_an_error_naming_both(tmp_path, root):
+    from ifa_mmseg.datasets.layout import LayoutError
+    for sub in ('JPEGImages', 'SegmentationClassAug'):
+        os.makedirs(tmp_path / 'both' / 'VOCdevkit' / 'VOC2012' / sub)
+        os.makedirs(tmp_path / 'both' / 'VOC2012' / sub)
+    ds = build(str(tmp_path / 'both'), type='Pascal5iDataset', fold=0, split='val')
+    assert ds.get_data_info(0)['query']['img_path'].startswith(str(tmp_path / 'both' / 'VOC2012'))
+    os.makedirs(tmp_path / 'half' / 'VOCdevkit' / 'VOC2012' / 'JPEGImages')
+    with pytest.raises(LayoutError) as err:
+        build(str(tmp_path / 'half'), type='Pascal5iDataset')
+    text = str(err.value)
+    assert os.path.join(str(tmp_path / 'half'), 'VOC2012', '{JPEGImages,SegmentationClassAug}') in text
+    assert os.path.join(str(tmp_path / 'half'), 'VOCdevkit', 'VOC2012', '{JPEGImages,SegmentationClassAug}') in text
+    assert 'voc_aug.py' in text and 'found only ' + str(tmp_path / 'half' / 'VOCdevkit' / 'VOC2012' / 'JPEGImages') in text
+
+
+def test_fss1000_results_are_named_by_the_split_list(root):
+    """The per-class keys (log, CSV) of FSS-1000 are its class names, not numbers."""
+    from ifa_mmseg.evaluation import FewShotIoUMetric
+    ds = build(root, type='FSS1000Dataset', split='test', ann_file='three.txt')
+    metric = FewShotIoUMetric(protocols=('standard', ))
+    metric.dataset_meta = ds.metainfo
+    for i in range(len(ds)):
+        info = ds.get_data_info(i)
+        metric.results.append((info['episode'], info['class_id'], np.array([1, 0, 0, 1])))
+    keys = [k for k in metric.compute_metrics(metric.results) if k.startswith('IoU.')]
+    assert keys == [f'IoU.{name}' for name in fake_layouts.fss_classes('test')[:3]]
+    assert not any(k[len('IoU.'):].isdigit() for k in keys)

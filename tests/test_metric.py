@@ -157,3 +157,35 @@ def test_original_resolution(tmp_path):
     assert mean_iou(resolution='original') == 100.0
     with pytest.raises(ValueError, match='resolution'):
         FewShotIoUMetric(protocols=('standard', ), resolution='400')
+
+
+def class_samples(num_classes, size=6):
+    """One episode per class; class c predicts the first c cells of its query's 6x6 foreground-only mask."""
+    out = []
+    for c in range(num_classes):
+        s = SegDataSample(metainfo=dict(episode=c, class_id=c))
+        pred = torch.zeros(size * size, dtype=torch.long)
+        pred[:c] = 1
+        s.pred_sem_seg = PixelData(data=pred.view(1, size, size))
+        s.gt_sem_seg = PixelData(data=torch.ones(1, size, size, dtype=torch.long))
+        out.append(s.to_dict())
+    return out
+
+
+@pytest.mark.parametrize('num_classes', [20, 25])
+def test_per_class_log_is_a_summary_beyond_20_classes(num_classes, monkeypatch):
+    """Up to 20 classes every class is logged; more: mean, worst 5 and best 5 by name (issue 13)."""
+    from ifa_mmseg.evaluation import fewshot_metric
+    logged = []
+    monkeypatch.setattr(fewshot_metric, 'print_log', lambda msg, **kwargs: logged.append(msg))
+    res = run_metric(metric_for(num_classes, protocols=('standard', )), class_samples(num_classes), 7)
+    assert len([k for k in res if k.startswith('IoU.')]) == num_classes  # every class is still returned
+    (text, ) = logged
+    rows = [line for line in text.splitlines() if line.startswith('|')][1:]
+    if num_classes <= 20:
+        assert len(rows) == num_classes and '| c19 |' in text.replace('  ', ' ')
+    else:
+        assert len(rows) == 10 and f'{num_classes} classes, mean fg IoU {100 * np.mean(np.arange(25) / 36):.2f}' in text
+        worst = [r.split('|')[2].strip() for r in rows[:5]]
+        best = [r.split('|')[2].strip() for r in rows[5:]]
+        assert worst == ['c0', 'c1', 'c2', 'c3', 'c4'] and best == ['c24', 'c23', 'c22', 'c21', 'c20']

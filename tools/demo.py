@@ -34,8 +34,10 @@ from ifa_mmseg.datasets.synthetic import make_synthetic_benchmark
 from ifa_mmseg.engine import FewShotRunner
 from ifa_mmseg.utils.cli import AMP_DTYPES, enable_amp
 
-SOURCE_CONFIG = 'configs/demo/source.py'
-TARGET_CONFIG = 'configs/demo/deepglobe.py'
+# relative to the repository (this file's folder's parent), so the demo runs from any directory
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SOURCE_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'source.py')
+TARGET_CONFIG = osp.join(REPO_ROOT, 'configs', 'demo', 'deepglobe.py')
 REPORTED = ('mIoU', 'FBIoU', 'official.mIoU')
 MODELS = (('source_only', 'source only'), ('control', 'control (lr 0)'), ('adapted', 'IFA adapted'))
 

@@ -5,12 +5,15 @@ from typing import List, Optional, Tuple
 from mmseg.registry import DATASETS
 
 from .base_fewshot import BaseFewShotDataset, ImageRecord
-from .layout import SPLITS_DIR, read_lines, require_dir
+from .layout import SPLITS_DIR, LayoutError, read_lines
 
 VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
                'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train',
                'tvmonitor')
 NUM_FOLDS = 4
+# where VOC2012 may sit under data_root: HSNet's layout, then mmseg's (tools/dataset_converters/voc_aug.py)
+VOC_LAYOUTS = (('VOC2012', ), ('VOCdevkit', 'VOC2012'))
+VOC_SUBDIRS = ('JPEGImages', 'SegmentationClassAug')
 
 
 @DATASETS.register_module()
@@ -19,7 +22,7 @@ class Pascal5iDataset(BaseFewShotDataset):
 
     Layout: ``data_root/VOC2012/JPEGImages/<name>.jpg`` and
     ``data_root/VOC2012/SegmentationClassAug/<name>.png`` (class-index maps, 255 on
-    boundaries). The episodes walk the HSNet list ``<split>/fold<f>.txt`` (lines
+    boundaries); mmseg's ``data_root/VOCdevkit/VOC2012/...`` is read when the first is absent. The episodes walk the HSNet list ``<split>/fold<f>.txt`` (lines
     ``<name>__<CC>``, class id ``CC - 1``) shipped in ``ifa_mmseg/datasets/splits/pascal``:
 
     * ``split='trn'``: the lists of every fold except ``fold``; ``fold=4`` (the IFA source
@@ -54,11 +57,27 @@ class Pascal5iDataset(BaseFewShotDataset):
     def default_num_episodes(self) -> Optional[int]:
         return None if self.split == 'trn' else 1000
 
+    def voc_root(self) -> str:
+        """``data_root/VOC2012`` (HSNet layout) or ``data_root/VOCdevkit/VOC2012`` (mmseg's ``voc_aug.py``).
+
+        The first that holds both ``JPEGImages`` and ``SegmentationClassAug`` is read.
+        """
+        candidates = [os.path.join(self.data_root, *parts) for parts in VOC_LAYOUTS]
+        for root in candidates:
+            if all(os.path.isdir(os.path.join(root, sub)) for sub in VOC_SUBDIRS):
+                return root
+        found = [os.path.join(root, sub) for root in candidates for sub in VOC_SUBDIRS
+                 if os.path.isdir(os.path.join(root, sub))]
+        raise LayoutError(
+            f'PASCAL-5i: neither layout found under data_root={self.data_root}: it needs JPEGImages and the '
+            'SBD-augmented SegmentationClassAug (class-index PNGs) in one of\n'
+            + ''.join(f'  {os.path.join(root, "{" + ",".join(VOC_SUBDIRS) + "}")}\n' for root in candidates)
+            + '(the first is HSNet\'s layout, the second what mmseg\'s tools/dataset_converters/voc_aug.py '
+            'writes); ' + (f'found only {", ".join(found)}' if found else 'found neither folder'))
+
     def load_layout(self) -> Tuple[List[List[ImageRecord]], List[Tuple[int, int]]]:
-        hint = ('PASCAL-5i needs VOC2012/JPEGImages and the SBD-augmented VOC2012/SegmentationClassAug '
-                f'(HSNet layout) under data_root={self.data_root}')
-        img_dir = require_dir(os.path.join(self.data_root, 'VOC2012', 'JPEGImages'), hint)
-        ann_dir = require_dir(os.path.join(self.data_root, 'VOC2012', 'SegmentationClassAug'), hint)
+        root = self.voc_root()
+        img_dir, ann_dir = (os.path.join(root, sub) for sub in VOC_SUBDIRS)
         folds = [f for f in range(NUM_FOLDS) if f != self.fold] if self.split == 'trn' else [self.fold]
         pools: List[List[ImageRecord]] = [[] for _ in VOC_CLASSES]
         self.class_dirs = [img_dir] * len(VOC_CLASSES)  # the split lists pick every class's images there

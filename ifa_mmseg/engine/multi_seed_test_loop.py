@@ -1,10 +1,16 @@
 """Evaluation over several episode seeds, reported as mean and 95% confidence interval."""
 import copy
+import csv
 import logging
+import os
+import os.path as osp
+import time
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
+from mmengine.dist import is_main_process
+from mmengine.hooks import IterTimerHook
 from mmengine.logging import print_log
 from mmengine.runner import TestLoop
 from mmengine.runner.amp import autocast
@@ -12,6 +18,7 @@ from mmseg.registry import LOOPS
 from prettytable import PrettyTable
 from scipy import stats
 
+from ..evaluation.fewshot_metric import FULL_TABLE_MAX_CLASSES, per_class_text
 from ..utils.cli import AMP_DTYPES
 from .protocol import resolve_protocol, selection_note, write_protocol
 
@@ -31,6 +38,13 @@ class MultiSeedTestLoop(TestLoop):
     pass evaluates a different, reproducible set of episodes; the evaluator is
     computed per pass. Returned metrics keep their names (the mean over seeds) and gain
     ``<name>_ci95`` (half-width of the 95% interval over seeds).
+
+    The log shows, per seed, the summary metrics (``mIoU``, ``FBIoU``, ``official.mIoU``)
+    and their mean and interval; the per-class IoUs (``IoU.<class>``) of every seed, their
+    mean and interval go to ``work_dir/per_class_iou.csv`` and to the log as a table, or
+    with more than 20 classes as a summary (mean, worst and best 5), in which case the
+    hooks (the logger's final line) get the summary metrics only. Within a seed the
+    logger hook's ``Iter(test) [k/n]`` lines carry that seed's ETA.
 
     Args:
         seeds: episode seeds.
@@ -70,20 +84,29 @@ class MultiSeedTestLoop(TestLoop):
         write_protocol(self.runner.work_dir, dict(self.runner.protocol, mode='test',
                                                    test_episodes_per_seed=len(self.dataloader.dataset)))
         per_seed: List[Dict[str, float]] = []
+        seconds: List[float] = []
         for i, seed in enumerate(self.seeds):
             self.current_seed = seed
             if i > 0:
                 self.dataloader = self.runner.build_dataloader(self._seeded_cfg(seed), seed=self.runner.seed)
+            eta = ''
+            if seconds:
+                left = sum(seconds) / len(seconds) * (len(self.seeds) - i)
+                eta = f'; the last seed took {seconds[-1]:.0f} s, about {left:.0f} s left for this and the next seeds'
             print_log(f'episode seed {seed} ({i + 1}/{len(self.seeds)}): '
-                      f'{len(self.dataloader.dataset)} episodes', logger='current')
+                      f'{len(self.dataloader.dataset)} episodes in {len(self.dataloader)} batches{eta}',
+                      logger='current')
+            start = time.time()
+            self._restart_timers()
             for idx, data_batch in enumerate(self.dataloader):
                 self.run_iter(idx, data_batch)
             per_seed.append(self.evaluator.evaluate(len(self.dataloader.dataset)))
+            seconds.append(time.time() - start)
         metrics = self._summarise(per_seed)
         note = selection_note(self.runner.protocol)
         if note:
             print_log(note, logger='current', level=logging.WARNING)
-        self.runner.call_hook('after_test_epoch', metrics=metrics)
+        self.runner.call_hook('after_test_epoch', metrics=self._hook_metrics(metrics))
         self.runner.call_hook('after_test')
         return metrics
 
@@ -97,15 +120,62 @@ class MultiSeedTestLoop(TestLoop):
         self.evaluator.process(data_samples=outputs, data_batch=data_batch)
         self.runner.call_hook('after_test_iter', batch_idx=idx, data_batch=data_batch, outputs=outputs)
 
+    def _restart_timers(self) -> None:
+        """Each seed's ETA from its own iterations: the timer hook's test clock restarts with the seed."""
+        for hook in self.runner.hooks:
+            if isinstance(hook, IterTimerHook):
+                hook.time_sec_test_val = 0
+                hook.t = time.time()
+
+    @staticmethod
+    def _per_class_keys(keys: Sequence[str]) -> List[str]:
+        return [k for k in keys if k.startswith('IoU.')]
+
+    def _hook_metrics(self, metrics: Dict[str, float]) -> Dict[str, float]:
+        """What the hooks (the logger's final line) get: without the per-class keys beyond 20 classes."""
+        per_class = self._per_class_keys([k for k in metrics if not k.endswith('_ci95')])
+        if len(per_class) <= FULL_TABLE_MAX_CLASSES:
+            return metrics
+        drop = set(per_class) | {f'{k}_ci95' for k in per_class}
+        return {k: v for k, v in metrics.items() if k not in drop}
+
     def _summarise(self, per_seed: List[Dict[str, float]]) -> Dict[str, float]:
         keys = list(per_seed[0])
-        table = PrettyTable(['seed', *keys])
-        for seed, m in zip(self.seeds, per_seed):
-            table.add_row([seed, *[f'{m[k]:.2f}' for k in keys]])
         summary: Dict[str, float] = {}
         for k in keys:
             s = mean_ci95([m[k] for m in per_seed])
             summary[k], summary[f'{k}_ci95'] = s['mean'], s['ci95']
-        table.add_row(['mean +- ci95', *[f"{summary[k]:.2f} +- {summary[f'{k}_ci95']:.2f}" for k in keys]])
+        per_class = self._per_class_keys(keys)
+        main = [k for k in keys if k not in per_class]
+        table = PrettyTable(['seed', *main])
+        for seed, m in zip(self.seeds, per_seed):
+            table.add_row([seed, *[f'{m[k]:.2f}' for k in main]])
+        table.add_row(['mean +- ci95', *[f"{summary[k]:.2f} +- {summary[f'{k}_ci95']:.2f}" for k in main]])
         print_log('results over episode seeds:\n' + table.get_string(), logger='current')
+        if per_class:
+            self._per_class_report(per_class, per_seed, summary)
         return summary
+
+    def _per_class_report(self, keys: List[str], per_seed: List[Dict[str, float]],
+                          summary: Dict[str, float]) -> None:
+        """``work_dir/per_class_iou.csv`` (class, IoU per seed, mean, ci95) and its log table or summary."""
+        names = [k[len('IoU.'):] for k in keys]
+        path = osp.join(self.runner.work_dir, 'per_class_iou.csv')
+        if is_main_process():
+            os.makedirs(self.runner.work_dir, exist_ok=True)
+            with open(path, 'w', newline='') as f:
+                writer = csv.writer(f)
+                writer.writerow(['class', *[f'seed_{s}' for s in self.seeds], 'mean', 'ci95'])
+                for name, k in zip(names, keys):
+                    writer.writerow([name, *[f'{m[k]:.4f}' for m in per_seed], f'{summary[k]:.4f}',
+                                     f"{summary[f'{k}_ci95']:.4f}"])
+        if len(keys) <= FULL_TABLE_MAX_CLASSES:
+            table = PrettyTable(['class', *[f'seed {s}' for s in self.seeds], 'mean +- ci95'])
+            for name, k in zip(names, keys):
+                table.add_row([name, *[f'{m[k]:.2f}' for m in per_seed],
+                               f"{summary[k]:.2f} +- {summary[f'{k}_ci95']:.2f}"])
+            text = 'per-class fg IoU over episode seeds:\n' + table.get_string()
+        else:
+            text = per_class_text({name: summary[k] for name, k in zip(names, keys)},
+                                  'per-class fg IoU, mean over episode seeds')
+        print_log(f'{text}\nper-class table (every class, every seed): {path}', logger='current')

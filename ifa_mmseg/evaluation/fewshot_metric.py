@@ -45,6 +45,31 @@ def standard_iou(class_ids: np.ndarray, counts: np.ndarray) -> Dict[str, object]
                 FBIoU=float((inter.sum(1) / np.maximum(union.sum(1), 1)).mean()))
 
 
+# with more classes than this, logs show a summary (mean, worst and best 5) instead of every class
+FULL_TABLE_MAX_CLASSES = 20
+
+
+def per_class_text(values: Dict[str, float], title: str, k: int = 5) -> str:
+    """A log text of per-class IoUs (``{class name: IoU in %}``).
+
+    Up to :data:`FULL_TABLE_MAX_CLASSES` classes: a table of every class. More: their
+    mean and the ``k`` worst and ``k`` best classes by name.
+    """
+    if len(values) <= FULL_TABLE_MAX_CLASSES:
+        table = PrettyTable(['class', 'fg IoU'])
+        for name, v in values.items():
+            table.add_row([name, f'{v:.2f}'])
+        return f'{title}:\n{table.get_string()}'
+    ranked = sorted(values.items(), key=lambda item: item[1])
+    table = PrettyTable(['', 'class', 'fg IoU'])
+    for i, (name, v) in enumerate(ranked[:k]):
+        table.add_row([f'worst {i + 1}', name, f'{v:.2f}'])
+    for i, (name, v) in enumerate(ranked[::-1][:k]):
+        table.add_row([f'best {i + 1}', name, f'{v:.2f}'])
+    mean = float(np.mean(list(values.values())))
+    return f'{title}: {len(values)} classes, mean fg IoU {mean:.2f}; worst and best {k}:\n{table.get_string()}'
+
+
 def official_iou(episodes: np.ndarray, class_ids: np.ndarray, counts: np.ndarray, batch_size: int,
                  num_classes: int) -> float:
     """The official IFA ``mIOU`` as ``test.py`` drives it (``util/utils.py`` ``mIOU``, fed per batch).
@@ -196,7 +221,6 @@ class FewShotIoUMetric(BaseMetric):
         return names[class_id] if names else str(class_id)
 
     def _log_table(self, per_class: Dict[int, float]) -> None:
-        table = PrettyTable(['class', 'fg IoU'])
-        for c, v in per_class.items():
-            table.add_row([self._name(c), f'{100 * v:.2f}'])
-        print_log('per-class results:\n' + table.get_string(), logger=MMLogger.get_current_instance())
+        """Every class's IoU, or with more than 20 classes a summary (mean, worst and best 5)."""
+        text = per_class_text({self._name(c): 100 * v for c, v in per_class.items()}, 'per-class results')
+        print_log(text, logger=MMLogger.get_current_instance())

@@ -1,7 +1,7 @@
 """Speed, memory and FLOPs of the IFA model per step, optionally against the official code.
 
 For every (device, precision, mode, B, K) this times one *step* on the same episodes and
-weights (:func:`benchmark_episodes`, weights of ``tests/helpers/official_recipe.py``):
+weights (:func:`benchmark_episodes`, weights of ``ifa_mmseg/utils/official_recipe.py``):
 
 - ``eval``: the inference forward (``mode='tensor'``: ``q_refine`` and ``q1``) under ``no_grad``;
 - ``source``: a source-training step: forward, the official ``train.py`` loss (5 terms),
@@ -166,7 +166,7 @@ def benchmark_episodes(spec: dict) -> Dict[str, Tensor]:
     2,500 cells of a 50x50 grid as background (and 12-370 as foreground), so the
     head's attention costs what it costs on real data.
     """
-    from tests.helpers.official_recipe import make_episodes
+    from ifa_mmseg.utils.official_recipe import make_episodes
     ep = make_episodes(spec['batch'], spec['shot'], spec['size'], spec['seed'])
     ep['query'] = region_means(ep['query'], ep['query_mask'])
     ep['supports'] = region_means(ep['supports'], ep['support_masks'])
@@ -187,9 +187,12 @@ def build_ours(spec: dict) -> Tuple[nn.Module, Tuple[str, ...], Callable]:
     from mmseg.structures import SegDataSample
 
     from ifa_mmseg.models import convert_official
-    from tests.helpers.official_recipe import imagenet_state_dict
+    from ifa_mmseg.utils.official_recipe import imagenet_state_dict
 
-    cfg = Config.fromfile(spec['config']).model
+    cfg = Config.fromfile(spec['config'])
+    if spec.get('cfg_options'):
+        cfg.merge_from_dict(spec['cfg_options'])
+    cfg = cfg.model
     cfg.backbone.init_cfg = None
     if spec['mode'] != 'eval':
         cfg.decode_head.loss_weights = LOSS_WEIGHTS[spec['mode']]
@@ -215,7 +218,7 @@ def build_ours(spec: dict) -> Tuple[nn.Module, Tuple[str, ...], Callable]:
 
 def build_official(spec: dict) -> Tuple[nn.Module, Tuple[str, ...], Callable]:
     """The official model with the recipe weights (via its own loader), frozen as train.py does."""
-    from tests.helpers.official_recipe import imagenet_state_dict
+    from ifa_mmseg.utils.official_recipe import imagenet_state_dict
 
     net_cls = import_official(spec['official_root'], 'model.IFA_matching').IFA_MatchingNet
     with tempfile.TemporaryDirectory() as tmp, working_dir(tmp):  # it loads ./pretrained/resnet50.pth
@@ -292,6 +295,36 @@ def backbone_pass(model: nn.Module, backbone: Sequence[str], image: Tensor, spec
         model.zero_grad(set_to_none=True)
 
 
+def step_flops(step: Callable[[], object], model: nn.Module, backbone: Sequence[str],
+               spec: dict) -> Tuple[object, int, int]:
+    """One ``step()`` under the FLOP counter: (its result, backbone FLOPs, the rest: head, loss, optimizer).
+
+    The backbone's FLOPs are linear in the image count: one image's, times B*(K+1).
+    """
+    result, flops = count_flops(step)
+    image = torch.randn(1, 3, spec['size'], spec['size'], device=spec['device'])
+    _, one = count_flops(lambda: backbone_pass(model, backbone, image, spec))
+    flops_backbone = one * spec['batch'] * (spec['shot'] + 1)
+    return result, flops_backbone, flops - flops_backbone
+
+
+def episode_flops(config: str, shot: int, size: int, mode: str = 'eval', batch: int = 1, seed: int = 1,
+                  cfg_options: Optional[dict] = None) -> Dict[str, int]:
+    """FLOPs of one step of our model of ``config`` on ``batch`` benchmark episodes, in this process.
+
+    Returns ``backbone`` (B*(K+1) images) and ``head`` (the rest of the step: the head,
+    and in training the loss, backward and SGD step); the head's share depends on the
+    episodes (SSP's selections), here :func:`benchmark_episodes` with ``seed``.
+    """
+    spec = dict(impl='ours', config=config, device='cpu', amp='fp32', mode=mode, batch=batch, shot=shot,
+                size=size, seed=seed, cfg_options=cfg_options)
+    torch.manual_seed(0)
+    model, backbone, forward = build_ours(spec)
+    clock = BackboneClock(getattr(model, backbone[0]), getattr(model, backbone[-1]), sync=sync_fn('cpu'))
+    _, flops_backbone, flops_head = step_flops(make_step(model, forward, spec, clock), model, backbone, spec)
+    return dict(backbone=flops_backbone, head=flops_head)
+
+
 def gemm_rate(device: str, amp: str, sync: Callable[[], None]) -> Tuple[float, float]:
     """FLOP/s of ``torch.mm`` and of a 1x1 convolution doing the same GEMM (median of 3 after 1)."""
     dtype = torch.bfloat16 if amp == 'bf16' else torch.float32
@@ -351,13 +384,8 @@ def run_worker(spec: dict, commands: Iterable[str]) -> dict:
     for command in commands:
         command = command.strip()
         if command == 'flops':
-            _, flops = count_flops(step)
+            _, result['flops_backbone'], result['flops_head'] = step_flops(step, model, backbone, spec)
             save_outputs = True
-            # backbone FLOPs are linear in the image count: one image's, times B*(K+1)
-            image = torch.randn(1, 3, spec['size'], spec['size'], device=spec['device'])
-            _, one = count_flops(lambda: backbone_pass(model, backbone, image, spec))
-            result['flops_backbone'] = one * spec['batch'] * (spec['shot'] + 1)
-            result['flops_head'] = flops - result['flops_backbone']
         elif command in ('warmup', 'step'):
             sync()
             start = time.perf_counter()
@@ -592,7 +620,6 @@ def benchmark(args: argparse.Namespace) -> List[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.worker:
-        sys.path.insert(0, REPO_ROOT)  # tests.helpers
         run_worker(json.loads(args.worker), sys.stdin)
         return 0
     backbone = Config.fromfile(args.config).model.backbone

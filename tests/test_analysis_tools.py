@@ -1,0 +1,180 @@
+"""Analysis tools: episode pictures, the resolved config, FLOPs per episode; tools run from any directory (issue 13)."""
+import csv
+import glob
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from tests.helpers import fake_layouts
+from tests.helpers.scripts import ROOT, load_script
+
+CONFIG_1SHOT = os.path.join(ROOT, 'configs', 'ifa', 'deepglobe_1shot.py')
+CONFIG_5SHOT = os.path.join(ROOT, 'configs', 'ifa', 'deepglobe_5shot.py')
+
+
+def run_tool(args, cwd, timeout=300):
+    """``python ROOT/tools/...`` from ``cwd`` (not the repository), as a user would."""
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    env.pop('PYTHONPATH', None)
+    return subprocess.run([sys.executable, *args], cwd=str(cwd), env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('deepglobe')
+    fake_layouts.write_deepglobe(str(root))
+    return str(root)
+
+
+# ------------------------------------------------------------------ browse_episodes.py
+def test_browse_test_episodes_from_another_directory(data_root, tmp_path):
+    proc = run_tool([os.path.join(ROOT, 'tools', 'analysis_tools', 'browse_episodes.py'), CONFIG_5SHOT, '--num', '3',
+                     '--cfg-options', f'data_root={data_root}', 'test_episodes=4'], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / 'work_dirs' / 'deepglobe_5shot' / 'episodes_test'  # relative to the cwd, as work_dirs
+    pictures = sorted(out.glob('*.png'))
+    assert [p.name for p in pictures] == ['test_00000_agriculture.png', 'test_00001_urban.png',
+                                          'test_00002_rangeland.png']
+    # 5 supports and the query side by side
+    w5, h5 = Image.open(pictures[0]).size
+    assert w5 > 2 * h5
+    with open(out / 'episodes.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert [r['class_name'] for r in rows] == ['agriculture', 'urban', 'rangeland']
+    assert all(len(r['supports'].split()) == 5 and r['query'].startswith(data_root) for r in rows)
+
+
+def test_browse_adaptation_pseudo_queries(data_root, tmp_path):
+    """--stage train of an adaptation config: the query is an augmented copy of one of the supports."""
+    script = load_script('tools/analysis_tools/browse_episodes.py')
+    out = tmp_path / 'train'
+    paths = script.browse(script.parse_args([CONFIG_1SHOT, '--stage', 'train', '--num', '2', '--out', str(out),
+                                             '--cfg-options', f'data_root={data_root}', 'test_episodes=4']))
+    assert len(paths) == 2 and all(os.path.isfile(p) for p in paths)
+    w1, h1 = Image.open(paths[0]).size
+    assert h1 < w1  # one support and the query side by side
+    with open(out / 'episodes.csv') as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        assert row['query'] == row['supports'] and row['pseudo_query_of_support'] == '0'
+    assert not (tmp_path / 'support_pool.json').exists()
+
+
+def test_browse_reports_a_missing_stage(data_root):
+    script = load_script('tools/analysis_tools/browse_episodes.py')
+    source = os.path.join(ROOT, 'configs', 'ifa', 'pascal_source_1shot.py')
+    with pytest.raises(SystemExit, match='no test_dataloader.dataset; try --stage train'):
+        script.browse(script.parse_args([source, '--cfg-options', f'data_root={data_root}']))
+
+
+# ------------------------------------------------------------------ print_config.py
+def test_print_config_resolved_and_unresolved(capsys):
+    script = load_script('tools/misc/print_config.py')
+    assert script.main([CONFIG_5SHOT, '--cfg-options', 'data_root=/somewhere']) == 0
+    resolved = capsys.readouterr().out
+    assert 'resolved (what the runner builds)' in resolved
+    assert "official_batch_size=48" in resolved and 'shot=5' in resolved and "data_root='/somewhere'" in resolved
+    assert "load_from = 'work_dirs/pascal_source_5shot/epoch_20.pth'" in resolved
+    assert script.main([CONFIG_5SHOT, '--unresolved']) == 0
+    raw = capsys.readouterr().out
+    assert 'as written' in raw and 'official_batch_size' not in raw and 'load_from = None' in raw
+
+
+def test_print_config_refuses_a_contradiction():
+    script = load_script('tools/misc/print_config.py')
+    with pytest.raises(SystemExit, match='contradicts shot=1'):
+        script.main([CONFIG_1SHOT, '--cfg-options', 'test_dataloader.dataset.shot=5'])
+
+
+# ------------------------------------------------------------------ FLOPs, benchmark
+def test_get_flops_reuses_the_benchmark_counter(capsys):
+    script = load_script('tools/analysis_tools/get_flops.py')
+    from mmengine import Config
+    assert script.input_size(Config.fromfile(CONFIG_1SHOT)) == 400
+    assert script.main([CONFIG_5SHOT, '--size', '32']) == 0
+    out = capsys.readouterr().out
+    assert '5-shot, 32x32 input' in out
+    mode, backbone, head, total = out.splitlines()[2].split()
+    assert mode == 'eval' and float(backbone) > 0 and float(head) > 0
+    assert float(total) == pytest.approx(float(backbone) + float(head), abs=0.0011)
+    benchmark = load_script('tools/analysis_tools/benchmark.py')
+    flops = benchmark.episode_flops(CONFIG_5SHOT, 5, 32)
+    assert float(backbone) == pytest.approx(flops['backbone'] / 1e9, abs=0.0005)
+    one_shot = benchmark.episode_flops(CONFIG_5SHOT, 1, 32)
+    assert flops['backbone'] == 3 * one_shot['backbone']  # (K + 1) images: 6 against 2
+
+
+def test_tools_do_not_import_from_tests():
+    for path in glob.glob(os.path.join(ROOT, 'tools', '**', '*.py'), recursive=True):
+        with open(path) as f:
+            text = f.read()
+        assert not re.search(r'^\s*(from|import)\s+tests\b', text, re.M), path
+
+
+# ------------------------------------------------------------------ tools from another directory
+def test_train_and_test_tools_from_another_directory(data_root, tmp_path):
+    for tool in ('train.py', 'test.py', 'infer.py', 'demo.py'):
+        proc = run_tool([os.path.join(ROOT, 'tools', tool), '--help'], cwd=tmp_path, timeout=120)
+        assert proc.returncode == 0 and 'usage' in proc.stdout, (tool, proc.stderr[-2000:])
+    # the source stage is found through the config's project, its checkpoint under the cwd's work_dirs
+    proc = run_tool([os.path.join(ROOT, 'tools', 'train.py'), CONFIG_1SHOT, '--cfg-options',
+                     f'data_root={data_root}'], cwd=tmp_path, timeout=120)
+    assert proc.returncode != 0
+    assert 'checkpoint to start from not found: work_dirs/pascal_source_1shot/epoch_20.pth' in proc.stderr
+    assert 'python tools/train.py configs/ifa/pascal_source_1shot.py' in proc.stderr
+
+
+def test_demo_config_paths_do_not_depend_on_the_cwd():
+    demo = load_script('tools/demo.py')
+    for path in (demo.SOURCE_CONFIG, demo.TARGET_CONFIG):
+        assert os.path.isabs(path) and os.path.isfile(path)
+
+
+def test_quick_demo_from_another_directory(tmp_path):
+    """Every stage of the demo, started from a directory that is not the repository."""
+    cwd = tmp_path / 'elsewhere'
+    cwd.mkdir()
+    proc = run_tool([os.path.join(ROOT, 'tools', 'demo.py'), '--quick', '--num-vis', '1', '--work-dir', 'demo'],
+                    cwd=cwd, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (cwd / 'demo' / 'demo_results.json').is_file()
+    # each stage logs into its own folder
+    for stage in ('source', 'source_only', 'control', 'control/test', 'adapted', 'adapted/test'):
+        assert glob.glob(str(cwd / 'demo' / stage / '*' / '*.log')), stage
+
+
+# ------------------------------------------------------------------ model zoo metafile (issue 13, item 8)
+PAPER = {('deepglobe', 1): 50.63, ('deepglobe', 5): 58.76, ('isic', 1): 66.34, ('isic', 5): 69.77,
+         ('chestxray', 1): 73.96, ('chestxray', 5): 74.59, ('fss1000', 1): 80.08, ('fss1000', 5): 82.36}
+
+
+def test_metafile_lists_every_config_with_a_paper_number():
+    import yaml
+    with open(os.path.join(ROOT, 'configs', 'ifa', 'metafile.yml')) as f:
+        meta = yaml.safe_load(f)
+    (collection, ) = meta['Collections']
+    assert collection['Name'] == 'IFA' and collection['Paper']['URL']
+    models = meta['Models']
+    assert len({m['Name'] for m in models}) == len(models)
+    listed = {}
+    for model in models:
+        assert model['In Collection'] == 'IFA'
+        assert os.path.isfile(os.path.join(ROOT, model['Config'])), model['Config']
+        (result, ) = model['Results']
+        assert result['Task'] and result['Dataset']
+        listed[model['Config']] = (model['Metadata']['Shot'], result['Metrics']['official.mIoU'])
+        assert 'Weights' not in model  # the official release has no stable URL to give: see the file's header
+    # the configs with a published number: the official-protocol adaptation configs of every target and shot
+    expected = {f'configs/ifa/{target}_{shot}shot_official.py': (shot, number) for (target, shot), number in PAPER.items()}
+    assert listed == expected
+    with open(os.path.join(ROOT, 'README.md')) as f:
+        readme = f.read()
+    section = readme[readme.index('## Expected results'):readme.index('## Running')]
+    for (target, shot), number in PAPER.items():
+        row = next(line for line in section.splitlines() if f'`configs/ifa/{target}_{shot}shot_official.py`' in line)
+        assert f'| {number:.2f} |' in row and row.rstrip().endswith('| no |')
