@@ -132,6 +132,21 @@ def test_mim_train_then_test(installed):
     assert 'official.mIoU_ci95' in log and f'Load checkpoint from {ckpt}' in log
 
 
+def test_a_user_config_inherits_a_shipped_one_by_package_scope(installed):
+    """``_base_ = 'ifa_mmseg::demo/source.py'`` in the user's own folder: read from the wheel's .mim, built
+    through the ``ifa_mmseg`` registry scope (children of mmseg's registries), trained by the installed tool."""
+    work = installed[2]
+    proc = _run(installed, '-c', 'from ifa_mmseg.datasets.synthetic import make_synthetic_benchmark; '
+                'make_synthetic_benchmark("scoped_data", size=32, images_per_class=2, num_tiles=12, '
+                'lesions_per_class=1, num_xrays=2)')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (work / 'mine.py').write_text("_base_ = 'ifa_mmseg::demo/source.py'\ndata_root = 'scoped_data'\n"
+                                  'train_cfg = dict(max_epochs=1)\ntrain_dataloader = dict(batch_size=12)\n')
+    proc = _run(installed, '-m', 'mim', 'train', 'ifa_mmseg', 'mine.py', '--work-dir', 'scoped')
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (work / 'scoped' / 'epoch_1.pth').is_file()
+
+
 def test_our_tools_take_a_shipped_config_name(tmp_path):
     """tools/train.py and tools/test.py accept 'ifa/deepglobe_1shot' as mim does; an unknown name is refused."""
     import argparse

@@ -59,6 +59,15 @@ class FewShotRunner(Runner):
             runner.logger.warning(note)
         return runner
 
+    @staticmethod
+    def build_dataloader(dataloader: Any, seed: Any = None, diff_rank_seed: bool = False) -> Any:
+        """mmengine's, except that a ``collate_fn`` inherited from an ``ifa_mmseg::`` config loses the
+        ``_scope_`` key mmengine puts there (mmengine would pass it to the function as an argument)."""
+        collate = dataloader.get('collate_fn') if isinstance(dataloader, dict) else None
+        if isinstance(collate, dict) and '_scope_' in collate:
+            dataloader = dict(dataloader, collate_fn={k: v for k, v in collate.items() if k != '_scope_'})
+        return Runner.build_dataloader(dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
+
     def load_or_resume(self) -> None:
         if self._has_loaded:
             return
