@@ -1,0 +1,2 @@
+_base_ = './pascal_source_1shot_dinov2_vitb14.py'
+shot = 5
