@@ -156,6 +156,12 @@ def test_heldout_selection(path):
         cfg, record = resolved(path, selection='heldout', fss_split=fss_split)
         check_derived(cfg, record, base.get('train_dataloader', {}).get('batch_size'))
         assert record['selection_split'] == 'FSS1000Dataset:' + {'test': 'val', 'val': 'test'}[fss_split]
+        # the selection set is read at the size the model trains at, masks by threshold
+        scale = {t.type: t for t in cfg.val_dataloader.dataset.pipeline}
+        trained = cfg.get('test_dataloader', {}).get('dataset', {}).get('pipeline') or \
+            cfg.train_dataloader.dataset.get('pipeline') or cfg.train_dataloader.dataset.dataset.pipeline
+        assert scale['FewShotResize'].scale == {t.type: t for t in trained}['FewShotResize'].scale
+        assert scale['LoadBinaryMask'].mode == 'threshold'
 
 
 CONTRADICTIONS = [

@@ -283,7 +283,7 @@ def _resolve_selection(r: _Resolver, cfg: Config, stage: str, test_ds: Optional[
         if stage == 'adaptation' and not fss_target:
             raise ProtocolError(f"selection='heldout' needs a split that is not evaluated; "
                                 f"{test_ds.get('type')} has none (FSS-1000 has val/test): use selection='last'")
-        pipeline = test_ds.get('pipeline') if test_ds is not None else None
+        pipeline = test_ds.get('pipeline') if test_ds is not None else _threshold_pipeline(cfg)
         val_ds = dict(type=FSS_DATASET, data_root=f['data_root'], shot=f['shot'], seed=f['test_seeds'][0],
                       episode_sampling=f['episode_sampling'], pipeline=pipeline)
         val_ds['split'] = heldout_fss_split(f['fss_split'])
@@ -308,6 +308,15 @@ def _resolve_selection(r: _Resolver, cfg: Config, stage: str, test_ds: Optional[
     hook['type'] = 'FewShotCheckpointHook'
     hooks['checkpoint'] = hook
     cfg.default_hooks = hooks
+
+
+def _threshold_pipeline(cfg: Config) -> Optional[list]:
+    """The source training pipeline with its masks read by threshold, for an FSS-1000 selection set: the
+    model's input size stays the one it trains at (e.g. 392 for ViT/14)."""
+    pipeline = cfg.train_dataloader.get('dataset', {}).get('pipeline')
+    if pipeline is None:
+        return None
+    return [dict(t, mode='threshold') if t.get('type') == 'LoadBinaryMask' else t for t in copy.deepcopy(pipeline)]
 
 
 def selection_note(record: Optional[Dict[str, Any]]) -> Optional[str]:
