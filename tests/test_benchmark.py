@@ -30,3 +30,25 @@ def test_bf16_autocast_step_on_cpu(tmp_path):
     assert len(result['times']) == 1 and 0 < result['backbone_times'][0] < result['times'][0]
     assert result['flops_backbone'] > 0 and result['peak_rss'] >= result['base_rss'] > 0
     assert result['gemm_mm'] > 0 and os.path.exists(spec['out_file'])
+
+
+def test_gpu_check_smoke_on_cpu(capsys, tmp_path):
+    """tools/analysis_tools/gpu_check.py at a tiny size: a row per (mode, precision, implementation), ratios."""
+    import json
+    script = load_script('tools/analysis_tools/gpu_check.py')
+    out = tmp_path / 'check.json'
+    assert script.main(['--device', 'cpu', '--size', '64', '--repeats', '1', '--warmup', '1', '--train-batch', '2',
+                        '--eval-batch', '3', '--amp', 'fp32', 'bf16', '--json', str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith('device: cpu')
+    rows = [line.split() for line in lines if line.split()[:1] in (['source'], ['ifa'], ['eval'])
+            and line.split()[1].isdigit()]
+    assert [row[:5] for row in rows] == [[mode, str(b), '1', amp, impl] for mode, b in (('source', 2), ('ifa', 2),
+                                                                                   ('eval', 3))
+                                         for amp in ('fp32', 'bf16') for impl in ('select', 'masked')]
+    results = json.loads(out.read_text())['results']
+    assert len(results) == 12 and all(r['median'] > 0 and len(r['times']) == 1 for r in results)
+    for r in results:  # the static path gives the selecting path's outputs
+        assert r['rel_diff'] <= (1e-5 if r['amp'] == 'fp32' else 5e-2), r
+    assert sum('masked vs select' in line for line in lines) == 6
+    assert sum('bf16 vs fp32' in line for line in lines) == 6

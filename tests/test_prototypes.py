@@ -127,3 +127,18 @@ def test_backbone_chunks_without_grad_equal_the_whole_batch(root, monkeypatch):
         chunked = backbone(x)
     for a, b in zip(whole, chunked):  # the same up to float rounding (batch size changes the kernels' blocking)
         assert float((a - b).norm() / a.norm()) < 1e-5
+
+
+def test_masked_local_prototypes_gradient_and_loop():
+    """The static-shape formulation against the per-episode loop, and its gradients (gradcheck)."""
+    torch.manual_seed(0)
+    feat = torch.randn(3, 16, 6, 7, dtype=torch.float64)
+    logits = torch.randn(3, 2, 6, 7, dtype=torch.float64) * 3
+    logits[2] = torch.tensor([-5.0, 0.0], dtype=torch.float64)[:, None, None]  # forces the bg fallback
+    ours = self_support_prototypes(feat, logits, 0.7, 0.6, 12, 2.0, impl='masked')
+    for a, b in zip(ours, reference_ssp(feat, logits)):
+        assert torch.allclose(a, b, atol=1e-12)
+    f = torch.randn(2, 8, 20, dtype=torch.float64, requires_grad=True)
+    sel = torch.rand(2, 20) > 0.5
+    sel[:, 0] = True
+    assert torch.autograd.gradcheck(lambda x: local_prototypes(x, sel, 2.0, impl='masked'), (f, ))

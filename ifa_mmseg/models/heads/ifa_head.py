@@ -8,8 +8,8 @@ from mmseg.registry import MODELS
 from torch import Tensor
 
 from ..backbones.ifa_resnet import cpu_chunk_size
-from .prototypes import (Tokens, masked_average_pooling, to_tokens, token_cosine_logits, token_prototype,
-                         token_self_support, tokens_to_map)
+from .prototypes import (SELF_SUPPORT_IMPLS, Tokens, masked_average_pooling, to_tokens, token_cosine_logits,
+                         token_prototype, token_self_support, tokens_to_map)
 
 # IFA fine-tuning loss (official ifa.py); source training zeroes the iteration 2/3 terms.
 IFA_LOSS_WEIGHTS = dict(q_refine=1.0, q1=1.0, q_self=1.0, s_self=0.2, s1=0.4, q2=0.1, s2=0.1, q3=0.1, s3=0.1)
@@ -49,6 +49,14 @@ class IFAHead(BaseModule):
             ``model/IFA_matching.py`` ``IFA_MatchingNet.iter_BFP``; see docs/differences.md).
         ignore_index: label ignored by the cross-entropy.
         align_corners: of the bilinear upsampling to the image size.
+        self_support_impl: how the per-pixel SSP background prototypes attend over the
+            selected pixels. ``'select'``: image by image over exactly the selected pixels
+            (``nonzero``, which waits for the host on a GPU; the fastest on CPU).
+            ``'masked'``: all images of the step at once over all pixels, the selection as
+            an attention mask (static shapes, no host synchronisation; for accelerators).
+            ``'auto'`` (default): ``'masked'`` on CUDA, ``'select'`` elsewhere. The two
+            compute the same function (equal within float rounding); the selections and
+            the top-k fallback are the same in both.
     """
 
     def __init__(self,
@@ -68,13 +76,18 @@ class IFAHead(BaseModule):
                  support_order: str = 'correct',
                  ignore_index: int = 255,
                  align_corners: bool = True,
+                 self_support_impl: str = 'auto',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg)
         if support_order not in ('correct', 'official'):
             raise ValueError(f"support_order must be 'correct' or 'official', got {support_order!r}")
+        if self_support_impl not in SELF_SUPPORT_IMPLS:
+            raise ValueError(f'self_support_impl must be one of {SELF_SUPPORT_IMPLS}, got {self_support_impl!r}')
         self.num_classes = 2  # background and foreground logits (mmseg's init_model reads it without dataset_meta)
         self.scale = scale
-        self.ssp_cfg = dict(fg_thresh=fg_thresh, bg_thresh=bg_thresh, topk=topk, temperature=local_temperature)
+        self.ssp_cfg = dict(fg_thresh=fg_thresh, bg_thresh=bg_thresh, topk=topk, temperature=local_temperature,
+                            impl=self_support_impl)
+        self.self_support_impl = self_support_impl
         self.map_eps = map_eps
         self.fg_mix, self.bg_mix = tuple(fg_mix), tuple(bg_mix)
         self.refine = refine

@@ -165,25 +165,68 @@ class BlockedAttention(torch.autograd.Function):
             return grad_queries, grad_keys, torch.mm(weights.t(), grad)
 
 
-def token_local_prototypes(tokens: Tokens, sel: Tensor, temperature: float) -> Tensor:
+SELF_SUPPORT_IMPLS = ('auto', 'select', 'masked')
+
+
+def resolve_self_support_impl(impl: str, device: torch.device) -> str:
+    """``'auto'`` -> ``'masked'`` on CUDA, ``'select'`` elsewhere; other values are returned as they are."""
+    if impl not in SELF_SUPPORT_IMPLS:
+        raise ValueError(f'self_support_impl must be one of {SELF_SUPPORT_IMPLS}, got {impl!r}')
+    if impl == 'auto':
+        return 'masked' if device.type == 'cuda' else 'select'
+    return impl
+
+
+def masked_local_prototypes(tokens: Tokens, sel: Tensor, temperature: float) -> Tensor:
+    """:func:`token_local_prototypes` with static shapes: all images at once, the selection as a mask.
+
+    Every pixel attends over all ``L`` pixels of its image, the unselected ones masked out
+    of the softmax (``scaled_dot_product_attention`` with a boolean mask, batched over the
+    images): no ``nonzero``, no per-image kernels, nothing that waits for the host, so it
+    suits accelerators (and CUDA graphs). It computes the same function as the selecting
+    path; an image with an empty selection gives zero prototypes (and zero gradients), as
+    the selecting path does. Costs ``L`` keys per image instead of ``|S|``.
+
+    Args:
+        tokens: the image features.
+        sel: [N, L] bool selection.
+        temperature: similarity multiplier inside the softmax.
+
+    Returns:
+        [N, L, C] per-pixel prototypes.
+    """
+    some = sel.any(dim=1, keepdim=True)  # [N, 1]
+    # an empty row attends everywhere (finite) and is zeroed below, so that no NaN reaches the gradients
+    mask = (sel | ~some)[:, None, None, :]  # [N, 1, 1, L]: True = attend
+    unit = tokens.unit[:, None]
+    out = F.scaled_dot_product_attention(unit, unit, tokens.raw[:, None], attn_mask=mask, scale=temperature)[:, 0]
+    return out * some[..., None].to(out.dtype)
+
+
+def token_local_prototypes(tokens: Tokens, sel: Tensor, temperature: float, impl: str = 'select') -> Tensor:
     """Per-pixel prototypes attending over the selected pixels of the same image.
 
     For pixel i: ``sum_j softmax_j(temperature * <f_i/|f_i|, f_j/|f_j|>) f_j`` over j in
     the selection (the official code divides by the bare norm; :attr:`Tokens.unit`
     clamps it at 1e-8, which only matters for an all-zero feature, where the official
-    code returns NaN). Each image attends over exactly its own selection, so no padding
-    or mask is needed. Without gradients this is one fused attention that never forms the
-    [L, |S|] weights; with gradients it is :class:`BlockedAttention`, whose backward pass
-    is about 3x faster on CPU than the fused kernel's.
+    code returns NaN). With ``impl='select'`` each image attends over exactly its own
+    selection, so no padding or mask is needed. Without gradients this is one fused
+    attention that never forms the [L, |S|] weights; with gradients it is
+    :class:`BlockedAttention`, whose backward pass is about 3x faster on CPU than the
+    fused kernel's. ``impl='masked'`` is :func:`masked_local_prototypes` (static shapes,
+    for accelerators); ``'auto'`` picks ``'masked'`` on CUDA and ``'select'`` elsewhere.
 
     Args:
         tokens: the image features.
-        sel: [N, L] bool selection, non-empty per row.
+        sel: [N, L] bool selection, non-empty per row (an empty row gives zero prototypes).
         temperature: similarity multiplier inside the softmax (2 in SSP).
+        impl: ``'select'``, ``'masked'`` or ``'auto'``.
 
     Returns:
         [N, L, C] per-pixel prototypes.
     """
+    if resolve_self_support_impl(impl, tokens.raw.device) == 'masked':
+        return masked_local_prototypes(tokens, sel, temperature)
     outs = []
     # unbind's backward is a stack (one copy); a single image is a view (no copy)
     images = (zip(tokens.unit.unbind(), tokens.raw.unbind()) if len(sel) > 1
@@ -200,13 +243,13 @@ def token_local_prototypes(tokens: Tokens, sel: Tensor, temperature: float) -> T
     return outs[0][None] if len(outs) == 1 else torch.stack(outs)
 
 
-def local_prototypes(feat: Tensor, sel: Tensor, temperature: float) -> Tensor:
+def local_prototypes(feat: Tensor, sel: Tensor, temperature: float, impl: str = 'select') -> Tensor:
     """:func:`token_local_prototypes` on [N, C, L] features; returns [N, C, L]."""
-    return token_local_prototypes(to_tokens(feat), sel, temperature).transpose(1, 2)
+    return token_local_prototypes(to_tokens(feat), sel, temperature, impl).transpose(1, 2)
 
 
 def token_self_support(tokens: Tokens, logits: Tensor, fg_thresh: float, bg_thresh: float, topk: int,
-                       temperature: float) -> Tuple[Tensor, Tensor, Tensor]:
+                       temperature: float, impl: str = 'select') -> Tuple[Tensor, Tensor, Tensor]:
     """SSP: prototypes taken from the confident pixels of the image itself.
 
     Args:
@@ -215,6 +258,8 @@ def token_self_support(tokens: Tokens, logits: Tensor, fg_thresh: float, bg_thre
         fg_thresh, bg_thresh: softmax probability thresholds (0.7 / 0.6).
         topk: fallback selection size (12).
         temperature: local-prototype softmax multiplier (2.0).
+        impl: the per-pixel prototypes' formulation (:func:`token_local_prototypes`); the
+            selections themselves (thresholds, top-k fallback) have static shapes either way.
 
     Returns:
         Global foreground [N, 1, C], global background [N, 1, C] and per-pixel
@@ -225,22 +270,22 @@ def token_self_support(tokens: Tokens, logits: Tensor, fg_thresh: float, bg_thre
     fg_sel = select_confident(prob[..., 1], fg_thresh, topk)
     bg_sel = select_confident(prob[..., 0], bg_thresh, topk)
     return (selected_mean(tokens.raw, fg_sel), selected_mean(tokens.raw, bg_sel),
-            token_local_prototypes(tokens, bg_sel, temperature))
+            token_local_prototypes(tokens, bg_sel, temperature, impl))
 
 
 def self_support_prototypes(feat: Tensor, logits: Tensor, fg_thresh: float, bg_thresh: float,
-                            topk: int, temperature: float) -> Tuple[Tensor, Tensor, Tensor]:
+                            topk: int, temperature: float, impl: str = 'select') -> Tuple[Tensor, Tensor, Tensor]:
     """:func:`token_self_support` on maps.
 
     Args:
         feat: [N, C, h, w] features.
         logits: [N, 2, h, w] current prediction on ``feat``.
-        fg_thresh, bg_thresh, topk, temperature: as :func:`token_self_support`.
+        fg_thresh, bg_thresh, topk, temperature, impl: as :func:`token_self_support`.
 
     Returns:
         Global foreground [N, C, 1, 1], global background [N, C, 1, 1] and
         per-pixel background [N, C, h, w] prototypes.
     """
     fg, bg, local = token_self_support(to_tokens(feat), logits.flatten(2).transpose(1, 2), fg_thresh, bg_thresh,
-                                       topk, temperature)
+                                       topk, temperature, impl)
     return fg.transpose(1, 2)[..., None], bg.transpose(1, 2)[..., None], tokens_to_map(local, feat.shape[-2:])
