@@ -20,10 +20,9 @@ Key mapping (``N`` = block index; ``blocks.C.N.`` of block-chunked training chec
 ``register_tokens`` (the ``*_reg4`` releases) cannot be represented by mmpretrain's VisionTransformer and
 stop the conversion, as do unknown keys, blocks with missing weights and shape mismatches: every message
 names the key. The result is checked against a ``VisionTransformer`` of the inferred size, key by key and
-shape by shape. The source is read with ``torch.load(weights_only=True)``.
+shape by shape. The source is read with ``torch.load(weights_only=True)`` (a pickle asking for code is refused).
 """
 import argparse
-import os
 import os.path as osp
 import re
 import sys
@@ -33,6 +32,9 @@ from typing import Dict, Tuple
 import torch
 from torch import Tensor
 
+from ifa_mmseg.models.utils.weight_files import check_destination, check_source, load_tensors
+
+RELEASE = 'an original DINOv2 release file (a plain state dict)'
 PREFIX = 'backbone.'
 DROPPED = ('mask_token', )
 BLOCK_RULES = (
@@ -158,50 +160,15 @@ def check_against_model(sd: Dict[str, Tensor], arch: dict) -> None:
             raise ConversionError(f'{original(k)}: shape {tuple(sd[k].shape)}, expected {tuple(v.shape)}')
 
 
-def load_state_dict(src: str) -> Dict[str, Tensor]:
-    """The tensors of ``src``, loaded without running code from it; ValueError naming the file."""
-    if not osp.isfile(src):
-        raise ValueError(f'{src}: no such file' if not osp.exists(src) else f'{src}: not a file')
-    if osp.getsize(src) == 0:
-        raise ValueError(f'{src}: the file is empty (0 bytes); download it again')
-    try:
-        state = torch.load(src, map_location='cpu', weights_only=True)
-    except Exception as err:  # torch.load's errors for foreign or unsafe files vary
-        raise ValueError(f'{src}: not a tensors-only PyTorch checkpoint (torch.load with weights_only=True failed '
-                         f'with {type(err).__name__}); the DINOv2 release files are plain state dicts') from None
-    for wrapper in ('state_dict', 'model'):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-            break
-    if not isinstance(state, dict):
-        raise ValueError(f'{src}: holds a {type(state).__name__}, not a state dict (a dict of tensors)')
-    other = next((k for k, v in state.items() if not isinstance(v, Tensor)), None)
-    if other is not None:
-        raise ValueError(f'{src}: entry {other!r} is a {type(state[other]).__name__}, not a tensor')
-    return state
-
-
-def check_destination(src: str, dst: str) -> None:
-    """ValueError naming the path if ``dst`` cannot be written or is the source."""
-    folder = osp.dirname(osp.abspath(dst))
-    if not osp.isdir(folder):
-        raise ValueError(f'cannot write {dst}: the folder {folder} does not exist')
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f'cannot write {dst}: no write permission in {folder}')
-    if osp.isdir(dst):
-        raise ValueError(f'cannot write {dst}: it is a folder')
-    if osp.exists(dst) and osp.exists(src) and osp.samefile(src, dst):
-        raise ValueError(f'{dst} is the source file {src}: give another output path')
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('src', help='original DINOv2 release .pth (e.g. dinov2_vits14_pretrain.pth)')
     parser.add_argument('dst', help='output .pth (e.g. checkpoints/dinov2_vits14_mmpretrain.pth)')
     args = parser.parse_args()
     try:
+        check_source(args.src, RELEASE)
         check_destination(args.src, args.dst)
-        converted, arch = convert_dinov2(load_state_dict(args.src))
+        converted, arch = convert_dinov2(load_tensors(args.src, RELEASE))
     except ConversionError as e:
         sys.exit(f'{args.src}: {e}')
     except ValueError as e:
