@@ -29,10 +29,9 @@ import sys
 from collections import OrderedDict
 from typing import Dict, Tuple
 
-import torch
 from torch import Tensor
 
-from ifa_mmseg.models.utils.weight_files import check_destination, check_source, load_tensors
+from ifa_mmseg.models.utils.weight_files import read_checked, save_converted
 
 RELEASE = 'an original DINOv2 release file (a plain state dict)'
 PREFIX = 'backbone.'
@@ -166,19 +165,14 @@ def main() -> None:
     parser.add_argument('dst', help='output .pth (e.g. checkpoints/dinov2_vits14_mmpretrain.pth)')
     args = parser.parse_args()
     try:
-        check_source(args.src, RELEASE)
-        check_destination(args.src, args.dst)
-        converted, arch = convert_dinov2(load_tensors(args.src, RELEASE))
+        converted, arch = convert_dinov2(read_checked(args.src, args.dst, RELEASE))
+        meta = dict(source=osp.basename(args.src), converter='dinov2_to_mmpretrain',
+                    **{k: v for k, v in arch.items() if k != 'layer_cfgs'})
+        save_converted(args.dst, OrderedDict((PREFIX + k, v) for k, v in converted.items()), meta)
     except ConversionError as e:
         sys.exit(f'{args.src}: {e}')
     except ValueError as e:
         sys.exit(str(e))
-    meta = dict(source=osp.basename(args.src), converter='dinov2_to_mmpretrain', **{
-        k: v for k, v in arch.items() if k != 'layer_cfgs'})
-    try:
-        torch.save(dict(state_dict=OrderedDict((PREFIX + k, v) for k, v in converted.items()), meta=meta), args.dst)
-    except (OSError, RuntimeError) as e:
-        sys.exit(f'cannot write {args.dst}: {e}')
     a = arch['arch']
     print(f'{args.src} (DINOv2 ViT, {a["num_layers"]} blocks, {a["embed_dims"]} channels, patch '
           f'{arch["patch_size"]}, {arch["img_size"]} px) -> {args.dst}: {len(converted)} tensors')

@@ -15,12 +15,11 @@ import argparse
 import os.path as osp
 import sys
 
-import torch
 
 import ifa_mmseg  # noqa: F401  (safe loading, registries)
 from ifa_mmseg.models import IFAResNet
 from ifa_mmseg.models.utils import ConversionError, convert_official, detect_format, infer_depth
-from ifa_mmseg.models.utils.weight_files import check_destination, check_source, load_tensors
+from ifa_mmseg.models.utils.weight_files import read_checked, save_converted
 
 RELEASE = 'an official IFA/SSP weight file'
 
@@ -32,23 +31,17 @@ def main() -> None:
     args = parser.parse_args()
 
     try:
-        check_source(args.src, RELEASE)
-        check_destination(args.src, args.dst)
-        state = load_tensors(args.src, RELEASE)
+        state = read_checked(args.src, args.dst, RELEASE)
         fmt = detect_format(state)
         depth = infer_depth(state)
         converted = convert_official(state, IFAResNet(depth=depth).state_dict())
+        if fmt == 'trained':
+            converted = {f'backbone.{k}': v for k, v in converted.items()}
+        save_converted(args.dst, converted, dict(source=osp.basename(args.src), format=fmt, depth=depth))
     except ConversionError as e:
         sys.exit(f'{args.src}: {e}')
     except ValueError as e:
         sys.exit(str(e))
-    if fmt == 'trained':
-        converted = {f'backbone.{k}': v for k, v in converted.items()}
-    meta = dict(source=osp.basename(args.src), format=fmt, depth=depth)
-    try:
-        torch.save(dict(state_dict=converted, meta=meta), args.dst)
-    except (OSError, RuntimeError) as e:
-        sys.exit(f'cannot write {args.dst}: {e}')
     print(f'{args.src} ({fmt}, ResNet-{depth}) -> {args.dst}: {len(converted)} tensors')
 
 

@@ -6,6 +6,7 @@ import re
 import struct
 from typing import Dict
 
+import torch
 from torch import Tensor
 
 from ...compat import safe_torch_load
@@ -79,3 +80,18 @@ def load_tensors(src: str, release: str) -> Dict[str, Tensor]:
         raise ValueError(f'{src}: entry {other!r} is a {type(state[other]).__name__}, not a tensor; is this '
                          f'{release}?')
     return state
+
+
+def read_checked(src: str, dst: str, release: str) -> Dict[str, Tensor]:
+    """:func:`check_source`, :func:`check_destination` (before anything is loaded), then :func:`load_tensors`."""
+    check_source(src, release)
+    check_destination(src, dst)
+    return load_tensors(src, release)
+
+
+def save_converted(dst: str, state_dict: Dict[str, Tensor], meta: dict) -> None:
+    """``torch.save(dict(state_dict, meta), dst)``; a ValueError naming ``dst`` if it cannot be written."""
+    try:
+        torch.save(dict(state_dict=state_dict, meta=meta), dst)
+    except (OSError, RuntimeError) as err:
+        raise ValueError(f'cannot write {dst}: {err}') from None
