@@ -1,14 +1,7 @@
-# Source training on PASCAL VOC (all 20 classes) with the DINOv2 ViT-B/14 backbone: the official schedule,
-# blocks 1-10 frozen (ifa_dinov2_vitb14.py), episodes at 392 px (a multiple of the patch size 14).
-_base_ = [
-    '../_base_/default_runtime.py', '../_base_/models/ifa_dinov2_vitb14.py', '../_base_/datasets/pascal.py',
-    '../_base_/schedules/source_20e.py'
-]
-custom_imports = dict(imports=['ifa_mmseg', 'mmpretrain.models'], allow_failed_imports=False)
-# the source-training loss (as ifa_r50_source.py)
-model = dict(decode_head=dict(loss_weights=dict(_delete_=True, q_refine=1.0, q1=1.0, q_self=1.0, s_self=0.2, s1=0.4)))
-train_dataloader = dict(dataset=dict(pipeline=[
-    dict(type='LoadRGBImageFromFile'),
-    dict(type='LoadBinaryMask', mode='label'),
-    dict(type='FewShotResize', scale=(392, 392)),
-]))
+# Source training as pascal_source_1shot_dinov2_vits14.py with DINOv2 ViT-B/14 (768 channels): mmpretrain names
+# this arch 'base' (it has no 'dinov2-base'). Weights: mmpretrain's converted
+# vit-base-p14_dinov2-pre_3rdparty_20230426-ba246503.pth saved as the path below, or the original release with
+#   python tools/model_converters/dinov2_to_mmpretrain.py dinov2_vitb14_pretrain.pth \
+#       checkpoints/dinov2_vitb14_mmpretrain.pth
+_base_ = './pascal_source_1shot_dinov2_vits14.py'
+model = dict(backbone=dict(arch='base', init_cfg=dict(checkpoint='checkpoints/dinov2_vitb14_mmpretrain.pth')))

@@ -1,4 +1,5 @@
-# IFA head on mmpretrain's DINOv2 ViT-S/14 (384 channels, stride 14): no ImageNet labels anywhere.
+# IFA head on mmpretrain's DINOv2 ViT-S/14 (384 channels, stride 14): no ImageNet labels anywhere. ViT-B/14: the
+# *_dinov2_vitb14.py configs set arch='base' (768 channels) on top of their ViT-S/14 configs.
 # Weights: mmpretrain's converted file (configs/dinov2/metafile.yml in mmpretrain,
 # vit-small-p14_dinov2-pre_3rdparty_20230426-5641ca5a.pth) saved as the path below, or the original
 # release converted with
