@@ -7,6 +7,8 @@ import sys
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from .config_path import get_config_path
+
 AMP_DTYPES = ('float16', 'bfloat16')
 
 
@@ -42,7 +44,6 @@ def load_config(args: argparse.Namespace) -> Config:
     config, or ./work_dirs/<name>."""
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     if not osp.isfile(args.config):  # a shipped config by name: 'ifa/deepglobe_1shot.py', 'deepglobe_1shot'
-        from .. import get_config_path
         try:
             args.config = get_config_path(args.config)
         except FileNotFoundError as err:
