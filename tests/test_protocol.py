@@ -189,7 +189,19 @@ CONTRADICTIONS = [
     (dict(test_seeds=[1, 1]), 'test_seeds repeats a seed'),
     (dict(metrics=['standard', 'patnet']), "metrics must name 'standard' and/or 'official'"),
     (dict(selection='best'), 'selection must be one of'),
-    (dict(adaptation_labels='episode'), 'adaptation_labels must be one of'),
+    (dict(adaptation_labels='online'), 'adaptation_labels must be one of'),
+    (dict(adaptation_labels='episode', **{'test_dataloader.dataset.adapt_queries': 3}),
+     'test_dataloader.dataset.adapt_queries=3 contradicts episode_adaptation='),
+    (dict(adaptation_labels='episode', **{'model.test_cfg.episode_adaptation': dict(steps=1)}),
+     'model.test_cfg.episode_adaptation=.* contradicts episode_adaptation='),
+    (dict(**{'test_dataloader.dataset.adapt_queries': 4}),
+     "test_dataloader.dataset.adapt_queries is stated but adaptation_labels='pool'"),
+    (dict(**{'model.test_cfg.episode_adaptation': dict(steps=1)}),
+     "model.test_cfg.episode_adaptation is stated but adaptation_labels='pool'"),
+    (dict(adaptation_labels='episode', selection='heldout'), "selection='heldout' selects a checkpoint of an "
+     'adaptation stage'),
+    (dict(adaptation_labels='episode', **{'episode_adaptation.steps': -1}), 'steps must be a whole number'),
+    (dict(adaptation_labels='episode', **{'episode_adaptation.optimizer.type': 'LARS'}), "'LARS' is not one of"),
     (dict(fss_split='trn'), 'fss_split must be one of'),
 ]
 

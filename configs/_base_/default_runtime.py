@@ -15,8 +15,14 @@ test_seeds = (0, 1, 2, 3, 4)
 metrics = ('standard', 'official')  # standard: HSNet/PATNet mIoU and FBIoU; official: IFA test.py's mIoU
 fss_split = 'test'  # FSS-1000 split evaluated: 'test' (HSNet/PATNet) or 'val' (official IFA)
 selection = 'last'  # checkpoint kept: 'last', 'heldout' (FSS-1000's other split) or 'target_test' (official)
-adaptation_labels = 'pool'  # 'none', 'pool' (K per class, never a test query) or 'test_pool' (official)
+# adaptation_labels: 'none', 'pool' (K per class, never a test query), 'test_pool' (official) or 'episode'
+# (at test time, each episode adapts its own copy of the weights on its K supports only; README "Adaptation")
+adaptation_labels = 'pool'
 episode_sampling = 'standard'  # 'official': the official numpy call sequence, its exact episodes
+# adaptation_labels='episode': optimizer steps per episode, pseudo-queries (augmented supports) per step, the
+# parameters that adapt ('trainable': those IFA trains, or name prefixes) and an elementwise optimizer
+episode_adaptation = dict(steps=10, queries_per_step=2, params='trainable',
+                          optimizer=dict(type='SGD', lr=5e-4, momentum=0.9, weight_decay=5e-4))
 
 env_cfg = dict(
     cudnn_benchmark=False,

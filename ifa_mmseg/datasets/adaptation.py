@@ -9,41 +9,7 @@ from mmengine.dist import is_main_process
 from mmseg.registry import DATASETS, TRANSFORMS
 
 from .base_fewshot import BaseFewShotDataset, ImageRecord, build_transforms, episode_pipeline, pack_episode
-
-
-def ifa_augmentations(flip_prob: float = 0.5, grid_shuffle: bool = False) -> List[dict]:
-    """The pseudo-query augmentations of the official ``data/*_IFA.py`` loaders, as configs.
-
-    Image and mask jointly (their ``q_transform``, built in ``Dataset*IFA.__init__``):
-    horizontal and vertical flips with ``flip_prob`` each, RandomRotate90 with 0.5 and,
-    for Deepglobe, a 2x2 grid shuffle; the image alone (their ``q_transform2``):
-    brightness/contrast 0.2/0.2 with 0.5, then hue/saturation/value shifts 20/30/20 always.
-    """
-    augment = [
-        dict(type='RandomFlip', prob=flip_prob, direction='horizontal'),
-        dict(type='RandomFlip', prob=flip_prob, direction='vertical'),
-        dict(type='RandomRotate90', prob=0.5),
-    ]
-    if grid_shuffle:
-        augment.append(dict(type='RandomGridShuffle', grid=(2, 2), prob=1.0))
-    return augment + [
-        dict(type='RandomBrightnessContrast', brightness_limit=0.2, contrast_limit=0.2, prob=0.5),
-        dict(type='HueSaturationValue', hue_shift_limit=20, sat_shift_limit=30, val_shift_limit=20, prob=1.0),
-    ]
-
-
-def ifa_query_pipeline(pipeline: Sequence[dict], flip_prob: float = 0.5, grid_shuffle: bool = False) -> List[dict]:
-    """``pipeline`` (a support pipeline) with :func:`ifa_augmentations` right after its ``LoadBinaryMask``.
-
-    The augmentations then run at the original resolution, before any resize, as in
-    the official code.
-    """
-    types = [t.get('type') for t in pipeline]
-    if 'LoadBinaryMask' not in types:
-        raise ValueError(f'cannot place the pseudo-query augmentations: no LoadBinaryMask in {types}; '
-                         'give query_pipeline explicitly')
-    cut = types.index('LoadBinaryMask') + 1
-    return [*pipeline[:cut], *ifa_augmentations(flip_prob, grid_shuffle), *pipeline[cut:]]
+from .pseudo_query import ifa_query_pipeline, item_seed
 
 
 @DATASETS.register_module()
@@ -200,7 +166,3 @@ class IFAAdaptationDataset(BaseDataset):
         return pack_episode(self.pack, self.query_pipeline(query),
                             [self.pipeline(self.source.image_results(s, class_id, episode)) for s in supports])
 
-
-def item_seed(seed: int, epoch: int, index: int) -> int:
-    """A 32-bit seed for item ``index`` of ``epoch``: independent streams for every (seed, epoch, index)."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])

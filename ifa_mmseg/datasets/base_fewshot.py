@@ -1,12 +1,14 @@
 """Episodic few-shot datasets: a pre-generated, seeded table of (class, query, K supports)."""
+import copy
 import os
 from types import ModuleType
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from mmengine.dataset import BaseDataset
+from mmengine.dataset import BaseDataset, Compose
 from mmseg.registry import DATASETS, TRANSFORMS
 
+from .pseudo_query import draw_pseudo_queries, ifa_augmentations, item_seed, mask_loaded_at
 from .transforms.loading import MASK_RULE, LoadBinaryMask
 
 ImageRecord = Dict[str, str]  # {'img_path': ..., 'seg_map_path': ...}
@@ -59,6 +61,13 @@ class BaseFewShotDataset(BaseDataset):
     Each item runs ``pipeline`` once on the query and once on every support, then
     ``pack_cfg`` (default :class:`PackFewShotInputs`) on ``dict(query=..., supports=[...])``.
 
+    With ``adapt_queries=N`` (``adaptation_labels='episode'``, set by the protocol resolver)
+    an item also carries N pseudo-queries for adapting the model to its episode: copies
+    of its supports passed through the IFA augmentations of this target (``ADAPTATION``)
+    at the original resolution, then through the rest of ``pipeline``
+    (:func:`~ifa_mmseg.datasets.pseudo_query.draw_pseudo_queries`). Their draws come from
+    (``seed``, episode index) alone; the query is not used.
+
     Args:
         data_root: the dataset root holding the published layout.
         shot: supports per episode (K).
@@ -68,6 +77,7 @@ class BaseFewShotDataset(BaseDataset):
         pipeline: per-image transforms; ``None`` for :func:`episode_pipeline` with the
             dataset's mask rule.
         pack_cfg: the transform that assembles an episode.
+        adapt_queries: pseudo-queries per episode for test-time adaptation (0: none).
     """
 
     METAINFO: dict = dict(classes=())
@@ -84,6 +94,7 @@ class BaseFewShotDataset(BaseDataset):
                  episode_sampling: str = 'standard',
                  pipeline: Optional[Sequence[Union[dict, Callable]]] = None,
                  pack_cfg: Optional[dict] = None,
+                 adapt_queries: int = 0,
                  **kwargs) -> None:
         if episode_sampling not in ('standard', 'official'):
             raise ValueError(f"episode_sampling must be 'standard' or 'official', got {episode_sampling!r}")
@@ -99,9 +110,19 @@ class BaseFewShotDataset(BaseDataset):
         self.class_dirs: List[str] = []  # the folder each class's images are listed from, for messages
         self.queries: Optional[List[Tuple[int, int]]] = None
         self.pack = TRANSFORMS.build(pack_cfg or dict(type='PackFewShotInputs'))
-        super().__init__(data_root=data_root,
-                         pipeline=build_transforms(episode_pipeline(self.MASK_MODE) if pipeline is None else pipeline),
-                         **kwargs)
+        if pipeline is None:
+            pipeline = episode_pipeline(self.MASK_MODE)
+        if adapt_queries < 0:
+            raise ValueError(f'adapt_queries must be 0 or more, got {adapt_queries}')
+        self.adapt_queries = adapt_queries
+        if adapt_queries:
+            cut = mask_loaded_at(pipeline)
+            self.load_pipeline = Compose(build_transforms(pipeline[:cut]))
+            self.after_load = Compose(build_transforms(pipeline[cut:]))
+            aug = self.ADAPTATION
+            self.pseudo_query_pipeline = Compose(
+                build_transforms([*ifa_augmentations(aug['flip_prob'], aug['grid_shuffle']), *pipeline[cut:]]))
+        super().__init__(data_root=data_root, pipeline=build_transforms(pipeline), **kwargs)
 
     # ----------------------------------------------------------------- layout hooks
     def load_layout(self) -> Tuple[List[List[ImageRecord]], Optional[List[Tuple[int, int]]]]:
@@ -228,12 +249,25 @@ class BaseFewShotDataset(BaseDataset):
     def prepare_data(self, idx: int) -> Optional[dict]:
         info = self.get_data_info(idx)
         class_id, episode = info['class_id'], info['episode']
-        return pack_episode(self.pack, self.pipeline(self.image_results(info['query'], class_id, episode)),
-                            [self.pipeline(self.image_results(s, class_id, episode)) for s in info['supports']])
+        query = self.pipeline(self.image_results(info['query'], class_id, episode))
+        if not self.adapt_queries:
+            return pack_episode(self.pack, query,
+                                [self.pipeline(self.image_results(s, class_id, episode)) for s in info['supports']])
+        # each support is decoded once: the plain support and its pseudo-queries start from the same load
+        loaded = [self.load_pipeline(self.image_results(s, class_id, episode)) for s in info['supports']]
+        pseudo, sources = draw_pseudo_queries(loaded, self.pseudo_query_pipeline, self.adapt_queries,
+                                              item_seed(self.seed, episode))
+        supports = [self.after_load(copy.deepcopy(r)) for r in loaded]
+        return pack_episode(self.pack, query, supports, pseudo, sources)
 
 
-def pack_episode(pack: Any, query: Optional[dict], supports: List[Optional[dict]]) -> Optional[dict]:
-    """``pack(dict(query, supports))``, or ``None`` when a pipeline dropped an image (mmengine refetches)."""
+def pack_episode(pack: Any, query: Optional[dict], supports: List[Optional[dict]],
+                 pseudo_queries: Sequence[dict] = (), pseudo_sources: Sequence[int] = ()) -> Optional[dict]:
+    """``pack(dict(query, supports[, pseudo_queries, pseudo_sources]))``, or ``None`` when a pipeline dropped
+    an image (mmengine refetches)."""
     if query is None or any(s is None for s in supports):
         return None
-    return pack(dict(query=query, supports=supports))
+    episode = dict(query=query, supports=supports)
+    if pseudo_queries:
+        episode.update(pseudo_queries=list(pseudo_queries), pseudo_sources=list(pseudo_sources))
+    return pack(episode)

@@ -22,8 +22,9 @@ def fewshot_collate(batch: Sequence[dict]) -> dict:
     """Collate :class:`PackFewShotInputs` outputs: ``dict(inputs=[B, 3, H, W], data_samples=[...])``.
 
     As with ``pseudo_collate`` the data samples stay a list, but the query images, the
-    support images, the support masks and the query masks of the batch are each stacked
-    into one tensor, and every sample holds views of its row of them. Inside a
+    support images, the support masks, the query masks (and the pseudo-queries of
+    per-episode adaptation) of the batch are each stacked into one tensor, and every
+    sample holds views of its row of them. Inside a
     DataLoader worker ``default_collate`` makes the stacks in shared memory, so a batch
     reaches the main process as four tensors rather than four per episode. Every
     episode of a batch must have the same image size and shot count (as
@@ -31,7 +32,10 @@ def fewshot_collate(batch: Sequence[dict]) -> dict:
     """
     samples = [item['data_samples'] for item in batch]
     inputs = _stack([item['inputs'] for item in batch], 'the query image', samples)
-    for field in ('support_imgs', 'support_masks'):
+    fields = ['support_imgs', 'support_masks']
+    if any('adapt_imgs' in sample for sample in samples):
+        fields += ['adapt_imgs', 'adapt_masks']
+    for field in fields:
         rows = _stack([sample.get(field) for sample in samples], field, samples)
         for sample, row in zip(samples, rows):
             setattr(sample, field, row)

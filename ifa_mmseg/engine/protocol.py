@@ -27,7 +27,7 @@ PROTOCOL_CHOICES: Dict[str, tuple] = dict(
     metrics=('standard', 'official'),
     fss_split=('test', 'val'),
     selection=('last', 'heldout', 'target_test'),
-    adaptation_labels=('none', 'pool', 'test_pool'),
+    adaptation_labels=('none', 'pool', 'test_pool', 'episode'),
     episode_sampling=('standard', 'official'),
 )
 PROTOCOL_KEYS = ('metrics', 'fss_split', 'selection', 'adaptation_labels')
@@ -204,6 +204,8 @@ def resolve_protocol(cfg: Config) -> Dict[str, Any]:
             r.agree(evaluator, 'official_batch_size', OFFICIAL_TEST_BATCH[f['shot']], 'test_evaluator', 'shot')
             record['official_batch_size'] = OFFICIAL_TEST_BATCH[f['shot']]
 
+    _resolve_episode_adaptation(r, cfg, test_ds, record)
+
     train_loader = cfg.get('train_dataloader')
     stage = 'test'
     if train_loader is not None:
@@ -232,7 +234,7 @@ def _resolve_training(r: _Resolver, cfg: Config, loader: dict, test_ds: Optional
             raise ProtocolError('IFA adaptation adapts to the target of test_dataloader.dataset, which is missing')
         # adaptation is on the target that is evaluated: its dataset is the test dataset
         r.agree(dataset, 'dataset', copy.deepcopy(test_ds), 'train_dataloader.dataset', 'test_dataloader.dataset')
-        if f['adaptation_labels'] != 'none':
+        if f['adaptation_labels'] in SUPPORT_POOLS:
             r.agree(dataset, 'support_pool', SUPPORT_POOLS[f['adaptation_labels']], 'train_dataloader.dataset',
                     'adaptation_labels')
         if f['adaptation_labels'] == 'pool':
@@ -255,6 +257,43 @@ def _resolve_training(r: _Resolver, cfg: Config, loader: dict, test_ds: Optional
         if not any(h.get('type') == 'EpisodeResampleHook' for h in hooks):
             cfg.custom_hooks = [*hooks, dict(type='EpisodeResampleHook')]
     return stage
+
+
+def _resolve_episode_adaptation(r: _Resolver, cfg: Config, test_ds: Optional[dict], record: Dict[str, Any]) -> None:
+    """``adaptation_labels='episode'`` owns the test dataset's pseudo-queries and the model's test-time adaptation."""
+    from ..models.adaptation import EpisodeAdapter
+    episode = r.facts['adaptation_labels'] == 'episode'
+    test_cfg = (cfg.get('model') or {}).get('test_cfg') or {}
+    if not episode:
+        stated = [where for where, present in (
+            ('test_dataloader.dataset.adapt_queries', bool(test_ds and test_ds.get('adapt_queries'))),
+            ('model.test_cfg.episode_adaptation', bool(test_cfg.get('episode_adaptation')))) if present]
+        if stated:
+            raise ProtocolError(f'{stated[0]} is stated but adaptation_labels={r.facts["adaptation_labels"]!r} '
+                                "does not adapt per episode: set adaptation_labels='episode' and state the "
+                                'settings in episode_adaptation')
+        return
+    if test_ds is None or not _is_fewshot(test_ds):
+        raise ProtocolError("adaptation_labels='episode' adapts the model on each test episode's supports: the "
+                            'config needs a few-shot test_dataloader.dataset (add ../_base_/datasets/<target>.py)')
+    if r.facts['selection'] != 'last':
+        raise ProtocolError(f"selection={r.facts['selection']!r} selects a checkpoint of an adaptation stage, but "
+                            "adaptation_labels='episode' adapts at test time and trains nothing: use "
+                            "selection='last'")
+    settings = cfg.get('episode_adaptation')
+    if not settings:
+        raise ProtocolError("adaptation_labels='episode' needs the top-level episode_adaptation settings "
+                            '(configs/_base_/default_runtime.py states them)')
+    try:
+        adapter = EpisodeAdapter(**settings)
+    except (TypeError, ValueError) as e:
+        raise ProtocolError(f'episode_adaptation: {e}') from e
+    r.agree(test_ds, 'adapt_queries', adapter.num_queries, 'test_dataloader.dataset', 'episode_adaptation')
+    if cfg.get('model') is not None:
+        cfg.model.test_cfg = test_cfg
+        r.agree(test_cfg, 'episode_adaptation', copy.deepcopy(settings), 'model.test_cfg', 'episode_adaptation')
+    record['episode_adaptation'] = copy.deepcopy(settings.to_dict() if isinstance(settings, ConfigDict)
+                                                 else settings)
 
 
 def _resolve_selection(r: _Resolver, cfg: Config, stage: str, test_ds: Optional[dict],

@@ -85,6 +85,10 @@ class FewShotRunner(Runner):
         if self.protocol.get('stage') == 'adaptation' and self.protocol.get('adaptation_labels') == 'none':
             raise ProtocolError("adaptation_labels='none' has no adaptation stage: evaluate the source "
                                 'checkpoint directly with tools/test.py CONFIG CHECKPOINT')
+        if self.protocol.get('stage') == 'adaptation' and self.protocol.get('adaptation_labels') == 'episode':
+            raise ProtocolError("adaptation_labels='episode' adapts each test episode at test time and has no "
+                                'adaptation stage to train: run tools/test.py CONFIG SOURCE_CHECKPOINT '
+                                "--cfg-options adaptation_labels=episode")
         self._train_loop = self.build_train_loop(self._train_loop)
         pool = getattr(self.train_dataloader.dataset, 'pool_summary', None) or {}
         write_protocol(self.work_dir, dict(self.protocol, mode='train', **pool))

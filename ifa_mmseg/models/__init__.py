@@ -1,3 +1,4 @@
+from .adaptation import *  # noqa: F401,F403
 from .backbones import *  # noqa: F401,F403
 from .data_preprocessor import FewShotSegDataPreProcessor
 from .heads import *  # noqa: F401,F403

@@ -15,7 +15,8 @@ class FewShotSegDataPreProcessor(BaseDataPreprocessor):
     episode pipelines resize to a fixed size); every data sample carries
     ``support_imgs`` [K, 3, H, W] and ``support_masks`` [K, H, W]. After this
     step ``inputs`` is a float [B, 3, H, W] batch and each sample's
-    ``support_imgs`` holds the normalised float supports.
+    ``support_imgs`` holds the normalised float supports (and ``adapt_imgs``, the
+    pseudo-queries of per-episode adaptation, when the samples carry them).
 
     Images travel to the model's device as they come (uint8 from the loading
     pipelines: a quarter of the float32 bytes) and are cast and normalised there.
@@ -64,4 +65,7 @@ class FewShotSegDataPreProcessor(BaseDataPreprocessor):
         supports = self._normalize([s.support_imgs for s in samples])
         for sample, sup in zip(samples, supports):
             sample.support_imgs = sup
+        if all('adapt_imgs' in s for s in samples):  # pseudo-queries of per-episode adaptation
+            for sample, imgs in zip(samples, self._normalize([s.adapt_imgs for s in samples])):
+                sample.adapt_imgs = imgs
         return dict(inputs=self._normalize(data['inputs']), data_samples=samples)

@@ -23,7 +23,10 @@ class PackFewShotInputs(BaseTransform):
     query mask, long [1, H, W], when the query has one), ``support_imgs`` (uint8
     [K, 3, H, W]) and ``support_masks`` (uint8 [K, H, W]). Its metainfo has the query's
     ``meta_keys`` (those present) plus ``support_paths`` and ``support_seg_map_paths``.
-    ``FewShotSegDataPreProcessor`` normalises query and supports alike.
+    An episode with ``pseudo_queries`` (N results, per-episode adaptation) and
+    ``pseudo_sources`` (the support each copies) also gives ``adapt_imgs`` (uint8
+    [N, 3, H, W]) and ``adapt_masks`` (uint8 [N, H, W]), and metainfo ``pseudo_query_sources``.
+    ``FewShotSegDataPreProcessor`` normalises query, supports and pseudo-queries alike.
 
     Args:
         meta_keys: query result keys copied into the metainfo.
@@ -37,15 +40,21 @@ class PackFewShotInputs(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         query, supports = results['query'], results['supports']
-        self._check_shapes(query, supports)
+        pseudo = results.get('pseudo_queries', [])
+        self._check_shapes(query, [*supports, *pseudo])
         sample = SegDataSample()
         if 'gt_seg_map' in query:
             sample.gt_sem_seg = PixelData(data=torch.from_numpy(query['gt_seg_map'][None].astype(np.int64)))
         sample.support_imgs = torch.stack([image_tensor(s['img']) for s in supports])
         sample.support_masks = torch.from_numpy(np.stack([s['gt_seg_map'] for s in supports]))
+        if pseudo:
+            sample.adapt_imgs = torch.stack([image_tensor(p['img']) for p in pseudo])
+            sample.adapt_masks = torch.from_numpy(np.stack([p['gt_seg_map'] for p in pseudo]))
         meta = {k: query[k] for k in self.meta_keys if k in query}
         meta['support_paths'] = [s['img_path'] for s in supports]
         meta['support_seg_map_paths'] = [s['seg_map_path'] for s in supports]
+        if pseudo:
+            meta['pseudo_query_sources'] = list(results['pseudo_sources'])
         sample.set_metainfo(meta)
         return dict(inputs=image_tensor(query['img']), data_samples=sample)
 
@@ -54,7 +63,7 @@ class PackFewShotInputs(BaseTransform):
         shape = query['img'].shape[:2]
         for s in supports:
             if s['img'].shape[:2] != shape or s['gt_seg_map'].shape != shape:
-                raise ValueError(f'support {s["img_path"]} is {s["img"].shape[:2]} (mask '
+                raise ValueError(f'support (or pseudo-query) {s["img_path"]} is {s["img"].shape[:2]} (mask '
                                  f'{s["gt_seg_map"].shape}) after the pipeline but the query '
                                  f'{query["img_path"]} is {shape}: resize every image to one size')
 

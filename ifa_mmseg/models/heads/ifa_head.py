@@ -15,6 +15,27 @@ from .prototypes import (SELF_SUPPORT_IMPLS, Tokens, masked_average_pooling, to_
 IFA_LOSS_WEIGHTS = dict(q_refine=1.0, q1=1.0, q_self=1.0, s_self=0.2, s1=0.4, q2=0.1, s2=0.1, q3=0.1, s3=0.1)
 
 
+def grouped_cross_entropy(logits: Tensor, target: Tensor, group: Tensor, num_groups: int,
+                          ignore_index: int = 255) -> Tensor:
+    """Cross-entropy averaged over the labelled pixels of each group of rows.
+
+    Args:
+        logits: [N, 2, H, W].
+        target: [N, H, W] labels.
+        group: [N] group (e.g. episode) of every row, in ``0 .. num_groups - 1``.
+        num_groups: G.
+        ignore_index: label of pixels that count nowhere.
+
+    Returns:
+        [G] means; a group whose rows are all ignored gives 0. With one group this is
+        ``F.cross_entropy(logits, target, ignore_index=ignore_index)``.
+    """
+    pixel = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction='none').flatten(1).sum(1)
+    count = (target != ignore_index).flatten(1).sum(1).to(pixel.dtype)
+    zeros = pixel.new_zeros(num_groups)
+    return zeros.index_add(0, group, pixel) / zeros.index_add(0, group, count).clamp(min=1)
+
+
 @MODELS.register_module()
 class IFAHead(BaseModule):
     """Parameter-free head of IFA (CVPR 2024) on top of SSP (ECCV 2022).
@@ -315,4 +336,25 @@ class IFAHead(BaseModule):
         """
         targets = dict(q=query_mask.long(), s=support_masks.long())
         return {f'loss_{k}': w * F.cross_entropy(logits[k], targets[k[0]], ignore_index=self.ignore_index)
+                for k, w in self.loss_weights.items() if w != 0}
+
+    def episode_losses(self, logits: Dict[str, Tensor], query_mask: Tensor, support_masks: Tensor,
+                       query_group: Tensor, num_groups: int) -> Dict[str, Tensor]:
+        """:meth:`loss` for each of G independent groups of episodes (per-episode adaptation).
+
+        Args:
+            logits: output of :meth:`forward` in training, for E episodes.
+            query_mask: [E, H, W] query labels.
+            support_masks: [K*E, H, W] shot-major support labels.
+            query_group: [E] group of every episode; a support row has its episode's group.
+            num_groups: G.
+
+        Returns:
+            ``loss_<key>``: [G] weighted losses; entry g is :meth:`loss` of group g's episodes alone.
+        """
+        shot = support_masks.shape[0] // query_mask.shape[0]
+        groups = dict(q=query_group, s=query_group.repeat(shot))
+        targets = dict(q=query_mask.long(), s=support_masks.long())
+        return {f'loss_{k}': w * grouped_cross_entropy(logits[k], targets[k[0]], groups[k[0]], num_groups,
+                                                       self.ignore_index)
                 for k, w in self.loss_weights.items() if w != 0}

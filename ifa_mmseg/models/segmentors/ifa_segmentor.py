@@ -9,6 +9,8 @@ from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList
 from torch import Tensor
 
+from ..adaptation import EpisodeAdapter, Params, episode_features
+
 
 @MODELS.register_module()
 class IFASegmentor(BaseSegmentor):
@@ -26,7 +28,11 @@ class IFASegmentor(BaseSegmentor):
         in_index: which backbone/neck output feeds the head.
         test_cfg: ``resize_to_original=True`` resizes predictions to each query's
             ``ori_shape``; by default they stay at the model resolution, as in the
-            official evaluation.
+            official evaluation. ``episode_adaptation=dict(steps, queries_per_step,
+            optimizer, params)`` (set by ``adaptation_labels='episode'``) adapts a copy of
+            the weights per episode on the pseudo-queries its data sample carries
+            (``adapt_imgs``, ``adapt_masks``) before predicting it
+            (:class:`~ifa_mmseg.models.EpisodeAdapter`).
         pretrained: backbone checkpoint, as mmseg segmentors take it (it becomes the
             backbone's ``init_cfg``); ``mmseg.apis.init_model`` passes ``None``.
     """
@@ -51,6 +57,10 @@ class IFASegmentor(BaseSegmentor):
         self.in_index = in_index
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg or {}
+        adaptation = self.test_cfg.get('episode_adaptation')
+        self.episode_adapter = EpisodeAdapter(**adaptation) if adaptation else None
+        if self.episode_adapter is not None:
+            self.episode_adapter.parameter_names(self)  # refuse unknown names now, not at the first episode
 
     def extract_feat(self, inputs: Tensor) -> Tensor:
         """[N, 3, H, W] images -> [N, C, h, w] features for the head."""
@@ -60,7 +70,7 @@ class IFASegmentor(BaseSegmentor):
         return feats[self.in_index]
 
     def forward_episode(self, query: Tensor, supports: Tensor, support_masks: Tensor,
-                        query_mask: Optional[Tensor] = None) -> Dict[str, Tensor]:
+                        query_mask: Optional[Tensor] = None, params: Optional[Params] = None) -> Dict[str, Tensor]:
         """Logits for a batch of episodes.
 
         Args:
@@ -68,16 +78,22 @@ class IFASegmentor(BaseSegmentor):
             supports: [B, K, 3, H, W] normalised support images.
             support_masks: [B, K, H, W] binary support masks.
             query_mask: [B, H, W] query labels; given in training.
+            params: per-episode weights (name -> [B, *shape]) replacing the model's,
+                from :meth:`EpisodeAdapter.adapt`.
 
         Returns:
             Logits [*, 2, H, W] by key (see ``IFAHead``); support rows are
             shot-major (row ``k*B + b``). Training keys when ``self.training``.
         """
         b, k = supports.shape[:2]
-        shot_major = supports.transpose(0, 1).flatten(0, 1)
-        feats = self.extract_feat(torch.cat((query, shot_major)))
+        if params is None:
+            feats = self.extract_feat(torch.cat((query, supports.transpose(0, 1).flatten(0, 1))))
+            feat_q, feat_s = feats[:b], feats[b:]
+        else:
+            feats = episode_features(self, params, torch.cat((query[:, None], supports), 1))
+            feat_q, feat_s = feats[:, 0], feats[:, 1:].transpose(0, 1).flatten(0, 1)
         return self.decode_head(
-            feats[:b], feats[b:], support_masks.transpose(0, 1).flatten(0, 1).to(feats.dtype),
+            feat_q, feat_s, support_masks.transpose(0, 1).flatten(0, 1).to(feat_q.dtype),
             query_mask=query_mask, size=query.shape[-2:], training=self.training)
 
     @staticmethod
@@ -102,34 +118,66 @@ class IFASegmentor(BaseSegmentor):
         return logits['q_refine'] if 'q_refine' in logits else logits['q1']
 
     def encode_decode(self, inputs: Tensor, data_samples: SampleList) -> Tensor:
-        """[B, 2, H, W] prediction logits (refined if the head refines)."""
+        """[B, 2, H, W] prediction logits (refined if the head refines), after per-episode adaptation
+        when ``test_cfg.episode_adaptation`` is set."""
         supports, masks = self._episode_tensors(inputs, data_samples)
-        return self._prediction(self.forward_episode(inputs, supports, masks))
+        return self._prediction(self.forward_episode(inputs, supports, masks,
+                                                     params=self.adapt_episodes(supports, masks, data_samples)))
 
-    def encode_support(self, supports: Tensor, support_masks: Tensor) -> Tuple[Tensor, Tensor]:
+    def adapt_episodes(self, supports: Tensor, support_masks: Tensor, data_samples: SampleList) -> Optional[Params]:
+        """Per-episode weights adapted on the samples' pseudo-queries, or ``None`` without episode adaptation.
+
+        Raises:
+            ValueError: the samples carry pseudo-queries but the model does not adapt, or
+                the other way round (the resolver sets both from ``adaptation_labels``).
+        """
+        carried = [hasattr(s, 'adapt_imgs') for s in data_samples]
+        if self.episode_adapter is None:
+            if any(carried):
+                raise ValueError('the episodes carry pseudo-queries (adapt_imgs) but model.test_cfg has no '
+                                 "episode_adaptation: set adaptation_labels='episode' for both")
+            return None
+        if self.episode_adapter.num_queries == 0:  # no step: the checkpoint's weights, by the same route
+            return self.episode_adapter.initial_params(self, len(data_samples))
+        if not all(carried):
+            raise ValueError("model.test_cfg.episode_adaptation needs every episode's pseudo-queries (adapt_imgs, "
+                             "adapt_masks): the test dataset's adapt_queries, set by adaptation_labels='episode'")
+        queries = torch.stack([s.adapt_imgs for s in data_samples]).to(supports.dtype)
+        query_masks = torch.stack([s.adapt_masks for s in data_samples])
+        return self.episode_adapter.adapt(self, supports, support_masks, queries, query_masks)
+
+    def _features(self, images: Tensor, params: Optional[Params]) -> Tensor:
+        """[N, 3, H, W] -> [N, C, h, w] under the model's weights or one episode's (name -> [1, *shape])."""
+        return self.extract_feat(images) if params is None else episode_features(self, params, images[None])[0]
+
+    def encode_support(self, supports: Tensor, support_masks: Tensor,
+                       params: Optional[Params] = None) -> Tuple[Tensor, Tensor]:
         """Prototypes of one support set, computed once for any number of queries.
 
         Args:
             supports: [K, 3, H, W] normalised support images.
             support_masks: [K, H, W] binary masks.
+            params: the support set's adapted weights (name -> [1, *shape]), if any.
 
         Returns:
             Foreground and background prototypes, [1, C, 1, 1] each (mean over the K shots).
         """
-        feats = self.extract_feat(supports)
+        feats = self._features(supports, params)
         fg_k, bg_k = self.decode_head.shot_prototypes(feats, support_masks.to(feats.dtype))
         return self.decode_head.fuse_shots(fg_k, bg_k, 1)
 
     def predict_with_support(self, inputs: Tensor, prototypes: Tuple[Tensor, Tensor],
-                             data_samples: SampleList) -> SampleList:
+                             data_samples: SampleList, params: Optional[Params] = None) -> SampleList:
         """:meth:`predict` for queries that share one support set encoded by :meth:`encode_support`.
 
         Args:
             inputs: [B, 3, H, W] normalised query images.
             prototypes: the (foreground, background) pair from :meth:`encode_support`.
             data_samples: one per query; they receive ``seg_logits`` and ``pred_sem_seg``.
+            params: the support set's adapted weights (name -> [1, *shape]), if any.
         """
-        logits = self.decode_head.predict_query(self.extract_feat(inputs), *prototypes, size=inputs.shape[-2:])
+        logits = self.decode_head.predict_query(self._features(inputs, params), *prototypes,
+                                                size=inputs.shape[-2:])
         return self.postprocess_result(self._prediction(logits), data_samples)
 
     def predict(self, inputs: Tensor, data_samples: OptSampleList = None) -> SampleList:
