@@ -198,8 +198,6 @@ CONTRADICTIONS = [
      "test_dataloader.dataset.adapt_queries is stated but adaptation_labels='pool'"),
     (dict(**{'model.test_cfg.episode_adaptation': dict(steps=1)}),
      "model.test_cfg.episode_adaptation is stated but adaptation_labels='pool'"),
-    (dict(adaptation_labels='episode', selection='heldout'), "selection='heldout' selects a checkpoint of an "
-     'adaptation stage'),
     (dict(adaptation_labels='episode', **{'episode_adaptation.steps': -1}), 'steps must be a whole number'),
     (dict(adaptation_labels='episode', **{'episode_adaptation.optimizer.type': 'LARS'}), "'LARS' is not one of"),
     (dict(fss_split='trn'), 'fss_split must be one of'),

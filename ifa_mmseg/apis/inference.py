@@ -17,13 +17,16 @@ from mmengine.infer import BaseInferencer
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 from mmengine.utils import scandir
-from mmseg.registry import MODELS, TRANSFORMS, VISUALIZERS
+from mmseg.registry import DATASETS, MODELS, TRANSFORMS, VISUALIZERS
 from mmseg.structures import SegDataSample
 from torch import Tensor
 
+from ifa_mmseg.datasets.base_fewshot import BaseFewShotDataset
+from ifa_mmseg.datasets.pseudo_query import draw_pseudo_queries, ifa_augmentations
 from ifa_mmseg.datasets.transforms import LoadBinaryMask, LoadRGBImageFromFile
 from ifa_mmseg.datasets.transforms.formatting import image_tensor
 from ifa_mmseg.datasets.transforms.loading import MASK_RULE, binary_mask, open_image
+from ifa_mmseg.models.adaptation import EpisodeAdapter, Params
 from ifa_mmseg.visualization import FewShotLocalVisualizer
 
 ImageInput = Union[str, os.PathLike, np.ndarray]
@@ -38,14 +41,20 @@ class SupportSet:
         names: the file path (or ``'support image #i'`` for an array) of each support image.
         imgs: uint8 [K, 3, H, W] RGB support images at the model's input size.
         masks: uint8 [K, H, W] {0, 1} masks at the model's input size.
-        prototypes: foreground and background prototypes, [1, C, 1, 1] each.
+        prototypes: foreground and background prototypes, [1, C, 1, 1] each (under ``params``
+            when adapted).
         ori_shapes: each support image's original (h, w).
+        params: the weights adapted to this support set (name -> [1, *shape]), which
+            replace the model's for its prototypes and queries; ``None`` without adaptation.
+        adapt_steps: the adaptation steps that gave ``params`` (0: none).
     """
     names: List[str]
     imgs: Tensor
     masks: Tensor
     prototypes: Tuple[Tensor, Tensor]
     ori_shapes: List[Tuple[int, int]] = field(default_factory=list)
+    params: Optional[Params] = None
+    adapt_steps: int = 0
 
 
 def _is_path(src: ImageInput) -> bool:
@@ -78,6 +87,17 @@ def _episode_pipeline(cfg: Config) -> List[dict]:
     return dataset['pipeline']
 
 
+def _pseudo_query_augmentations(cfg: Config) -> List[dict]:
+    """The IFA pseudo-query augmentations of the config's test dataset class (``ADAPTATION``), as the test
+    datasets' ``adapt_queries`` apply them; the base class's when the config has no few-shot test dataset."""
+    dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
+    dataset_type = dataset.get('type')
+    dataset_cls = DATASETS.get(dataset_type) if isinstance(dataset_type, str) else dataset_type
+    if not (isinstance(dataset_cls, type) and issubclass(dataset_cls, BaseFewShotDataset)):
+        dataset_cls = BaseFewShotDataset
+    return ifa_augmentations(dataset_cls.ADAPTATION['flip_prob'], dataset_cls.ADAPTATION['grid_shuffle'])
+
+
 class FewShotInferencer(BaseInferencer):
     """Segment query images with an IFA model, given K support images and their masks.
 
@@ -93,6 +113,13 @@ class FewShotInferencer(BaseInferencer):
     transforms (``FewShotResize``: 400x400 PIL bilinear for images, PyTorch nearest for
     masks) and the model's data preprocessor (normalisation) apply. Predictions are
     resized back to each query's original size.
+
+    With ``adapt_steps=N`` the support set also adapts a copy of the model's weights
+    before its queries are predicted, as ``adaptation_labels='episode'`` adapts each
+    test episode: N steps of the config's ``episode_adaptation`` (its other settings)
+    on pseudo-queries, augmented copies of the supports (the IFA augmentations of the
+    config's test dataset, at the original resolution, then the resize). The model's
+    own weights do not change.
 
     Inputs are file paths (or a folder, whose images are all queries) or uint8 RGB arrays
     [H, W, 3]. Masks are paths or arrays: bool [H, W], integer [H, W] (0/1, or grey levels
@@ -110,8 +137,8 @@ class FewShotInferencer(BaseInferencer):
         out = inferencer(['q1.jpg', 'q2.jpg'], support_images=['s.jpg'], support_masks=['s_mask.png'],
                          batch_size=2, out_dir='outputs')  # outputs/vis/q1.png, outputs/pred/q1.png, ...
         out['predictions'][0]['mask']
-        # or keep one encoded support set for many calls
-        supports = inferencer.load_supports(['s.jpg'], ['s_mask.png'])
+        # or keep one encoded support set for many calls, here adapted to it by 10 steps first
+        supports = inferencer.load_supports(['s.jpg'], ['s_mask.png'], adapt_steps=10)
         out = inferencer(query_paths, supports=supports, return_prob=True)
         for result in inferencer.predict(query_paths, supports, batch_size=8):  # streamed
             ...
@@ -164,7 +191,11 @@ class FewShotInferencer(BaseInferencer):
         self.threshold = mask_loaders[0].threshold if mask_loaders else 128
         self.load_image = LoadRGBImageFromFile()
         # inputs are decoded here (arrays have no file to load), so only the later steps run
-        return Compose([t for t in transforms if not isinstance(t, (LoadRGBImageFromFile, LoadBinaryMask))])
+        after_load = [t for t in transforms if not isinstance(t, (LoadRGBImageFromFile, LoadBinaryMask))]
+        # as a test dataset's adapt_queries: augmented at the original resolution, then the later steps
+        self.pseudo_query_pipeline = Compose(
+            [*(TRANSFORMS.build(t) for t in _pseudo_query_augmentations(cfg)), *after_load])
+        return Compose(after_load)
 
     def _init_collate(self, cfg: Config):
         return pseudo_collate
@@ -200,12 +231,17 @@ class FewShotInferencer(BaseInferencer):
                              f'{image_name} is {image_shape[1]}x{image_shape[0]}')
         return fg.astype(np.uint8)
 
-    def _prepare(self, img: np.ndarray, name: str, mask: Optional[np.ndarray] = None) -> dict:
-        """Run the pipeline's transforms after loading (the resize) on one decoded image and mask."""
+    @staticmethod
+    def _loaded(img: np.ndarray, name: str, mask: Optional[np.ndarray] = None) -> dict:
+        """One decoded image and mask as the pipeline's results right after loading (original size)."""
         results = dict(img=img, img_path=name, img_shape=img.shape[:2], ori_shape=img.shape[:2])
         if mask is not None:
             results.update(gt_seg_map=mask, seg_map_path=name, seg_fields=['gt_seg_map'])
-        return self.pipeline(results)
+        return results
+
+    def _prepare(self, img: np.ndarray, name: str, mask: Optional[np.ndarray] = None) -> dict:
+        """Run the pipeline's transforms after loading (the resize) on one decoded image and mask."""
+        return self.pipeline(self._loaded(img, name, mask))
 
     def _normalise(self, imgs: Sequence[Tensor]) -> Tensor:
         """uint8 [3, H, W] images of one size -> normalised float [N, 3, H, W] on the model's device."""
@@ -222,28 +258,41 @@ class FewShotInferencer(BaseInferencer):
         return _as_list(inputs)
 
     # ------------------------------------------------------------------ supports
-    def load_supports(self, images: Sequence[ImageInput], masks: Sequence[ImageInput]) -> SupportSet:
+    def load_supports(self, images: Sequence[ImageInput], masks: Sequence[ImageInput],
+                      adapt_steps: Optional[int] = None, seed: int = 0) -> SupportSet:
         """Decode, check, resize and encode a support set (one backbone pass over its K images).
+
+        Args:
+            images, masks: the K support images and their masks.
+            adapt_steps: with N > 0, first adapt a copy of the model's weights to this support
+                set (:class:`~ifa_mmseg.models.EpisodeAdapter`: N steps, the config's other
+                ``episode_adaptation`` settings, or the adapter's defaults without them) on
+                ``N * queries_per_step`` pseudo-queries; ``None`` or 0: no adaptation.
+            seed: the pseudo-queries' draws (a test dataset draws episode ``i``'s with
+                ``item_seed(dataset.seed, i)``, which gives its pseudo-queries here).
 
         Raises:
             ValueError: unequal numbers of images and masks, a mask not the size of its
                 image, with non-zero pixels but no foreground (``EmptyMaskError``) or an
                 unsupported array, no foreground in any support mask, an image array that
-                is not uint8 RGB.
+                is not uint8 RGB, ``adapt_steps`` or the config's ``episode_adaptation``
+                not valid settings of :class:`~ifa_mmseg.models.EpisodeAdapter`.
             UnreadableFileError: a file that cannot be read or decoded.
         """
+        adapter = self._episode_adapter(adapt_steps) if adapt_steps else None  # bad settings stop before decoding
         images, masks = _as_list(images), _as_list(masks)
         names = [os.fspath(s) if _is_path(s) else f'support image #{i}' for i, s in enumerate(images)]
         mask_names = [os.fspath(s) if _is_path(s) else f'support mask #{i}' for i, s in enumerate(masks)]
         if len(images) != len(masks) or not images:
             raise ValueError(f'every support image needs one mask: got {len(images)} images {names} '
                              f'and {len(masks)} masks {mask_names}')
-        prepared, shapes = [], []
+        loaded, shapes = [], []
         for src, mask_src, name, mask_name in zip(images, masks, names, mask_names):
             img = self._read_image(src, name)
-            mask = self._read_mask(mask_src, mask_name, name, img.shape)
+            loaded.append(self._loaded(img, name, self._read_mask(mask_src, mask_name, name, img.shape)))
             shapes.append(tuple(img.shape[:2]))
-            prepared.append(self._prepare(img, name, mask))
+        # the supports and their pseudo-queries start from the same decoded results, as in a test dataset
+        prepared = [self.pipeline(copy.deepcopy(r)) for r in loaded]
         empty = [mask_name for res, mask_name in zip(prepared, mask_names) if not res['gt_seg_map'].any()]
         if len(empty) == len(prepared):
             raise ValueError(f'no support mask has a foreground pixel at the model input size ({", ".join(empty)}); '
@@ -253,9 +302,38 @@ class FewShotInferencer(BaseInferencer):
                           'predicting with it anyway')
         imgs = torch.stack([image_tensor(r['img']) for r in prepared])
         support_masks = torch.from_numpy(np.stack([r['gt_seg_map'] for r in prepared]))
+        normalised, device_masks = self._normalise(imgs), support_masks.to(self.device)
+        params = None
+        if adapter is not None:
+            queries, query_masks = self._pseudo_queries(loaded, adapter.num_queries, seed)
+            params = adapter.adapt(self.model, normalised[None], device_masks[None], self._normalise(queries)[None],
+                                   query_masks.to(self.device)[None])
         with torch.no_grad():
-            prototypes = self.model.encode_support(self._normalise(imgs), support_masks.to(self.device))
-        return SupportSet(names, imgs, support_masks, prototypes, shapes)
+            prototypes = self.model.encode_support(normalised, device_masks, params=params)
+        return SupportSet(names, imgs, support_masks, prototypes, shapes, params, adapter.steps if adapter else 0)
+
+    def _episode_adapter(self, steps: int) -> EpisodeAdapter:
+        """An adapter of ``steps`` steps with the config's other ``episode_adaptation`` settings."""
+        settings = dict(self.cfg.get('episode_adaptation') or {})
+        try:
+            return EpisodeAdapter(**dict(settings, steps=steps))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f'adapt_steps={steps!r} with the config\'s episode_adaptation={settings}: {err}') from err
+
+    def _pseudo_queries(self, loaded: Sequence[dict], num: int, seed: int) -> Tuple[Tensor, Tensor]:
+        """``num`` pseudo-queries of a support set, drawn as a test dataset's ``adapt_queries``.
+
+        Args:
+            loaded: the supports' results right after loading (:meth:`_loaded`), at the original size.
+            num: pseudo-queries to draw.
+            seed: the draws' seed (:func:`~ifa_mmseg.datasets.pseudo_query.draw_pseudo_queries`).
+
+        Returns:
+            uint8 [num, 3, H, W] images and uint8 [num, H, W] {0, 1} masks at the model's input size.
+        """
+        pseudo, _ = draw_pseudo_queries(loaded, self.pseudo_query_pipeline, num, seed)
+        return (torch.stack([image_tensor(r['img']) for r in pseudo]),
+                torch.from_numpy(np.stack([r['gt_seg_map'] for r in pseudo])))
 
     def check_queries(self, queries: Union[ImageInput, Sequence[ImageInput]]) -> List[str]:
         """Decode every query once, so that a bad one stops the run before any prediction.
@@ -307,7 +385,7 @@ class FewShotInferencer(BaseInferencer):
         if supports is None:
             raise ValueError('FewShotInferencer needs a support set: support_images and support_masks, or supports')
         samples = self.model.predict_with_support(self._normalise(inputs['inputs']), supports.prototypes,
-                                                  inputs['data_samples'])
+                                                  inputs['data_samples'], params=supports.params)
         for sample in samples:
             sample.support_imgs, sample.support_masks = supports.imgs, supports.masks
             sample.set_metainfo(dict(support_paths=supports.names, support_ori_shapes=supports.ori_shapes))
@@ -365,7 +443,7 @@ class FewShotInferencer(BaseInferencer):
                  return_datasamples: bool = False, batch_size: int = 1, return_vis: bool = False,
                  show: bool = False, wait_time: float = 0, out_dir: str = '', img_out_dir: str = '',
                  pred_out_dir: str = '', opacity: Optional[float] = None, title: Optional[str] = None,
-                 return_prob: bool = False) -> dict:
+                 return_prob: bool = False, adapt_steps: Optional[int] = None, adapt_seed: int = 0) -> dict:
         """Predict every query against one support set.
 
         Args:
@@ -380,6 +458,9 @@ class FewShotInferencer(BaseInferencer):
                 ``img_out_dir`` and ``pred_out_dir`` set either folder alone.
             opacity, title: mask opacity and title line of the pictures.
             return_prob: add each query's foreground probability ``prob``.
+            adapt_steps, adapt_seed: adapt the model to ``support_images`` first
+                (:meth:`load_supports`' ``adapt_steps`` and ``seed``); ``supports`` were
+                adapted, or not, when they were loaded.
 
         Returns:
             ``dict(predictions=[...], visualization=[...] or None)``; see :meth:`postprocess`.
@@ -387,7 +468,10 @@ class FewShotInferencer(BaseInferencer):
         if supports is None:
             if support_images is None or support_masks is None:
                 raise ValueError('give support_images and support_masks, or supports from load_supports()')
-            supports = self.load_supports(support_images, support_masks)
+            supports = self.load_supports(support_images, support_masks, adapt_steps, adapt_seed)
+        elif adapt_steps or adapt_seed:
+            raise ValueError('adapt_steps and adapt_seed adapt the model when the supports are loaded: give them '
+                             'with support_images and support_masks, or to load_supports()')
         if out_dir:
             img_out_dir, pred_out_dir = osp.join(out_dir, 'vis'), osp.join(out_dir, 'pred')
         queries = self._inputs_to_list(inputs)

@@ -276,10 +276,6 @@ def _resolve_episode_adaptation(r: _Resolver, cfg: Config, test_ds: Optional[dic
     if test_ds is None or not _is_fewshot(test_ds):
         raise ProtocolError("adaptation_labels='episode' adapts the model on each test episode's supports: the "
                             'config needs a few-shot test_dataloader.dataset (add ../_base_/datasets/<target>.py)')
-    if r.facts['selection'] != 'last':
-        raise ProtocolError(f"selection={r.facts['selection']!r} selects a checkpoint of an adaptation stage, but "
-                            "adaptation_labels='episode' adapts at test time and trains nothing: use "
-                            "selection='last'")
     settings = cfg.get('episode_adaptation')
     if not settings:
         raise ProtocolError("adaptation_labels='episode' needs the top-level episode_adaptation settings "

@@ -13,7 +13,8 @@ Independent by construction: episode b's loss depends only on its own weights an
 images, the total loss is the sum of the per-episode losses (so each copy's gradient is
 its own loss's), and the optimizer acts elementwise.
 """
-from typing import ContextManager, Dict, List, Sequence, Union
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Sequence, Union
 
 import torch
 from mmengine.registry import OPTIMIZERS
@@ -57,7 +58,8 @@ def episode_features(segmentor: nn.Module, params: Params, images: Tensor) -> Te
         return vmap(one_episode)(params, images)
 
 
-def batch_invariant_convolutions(device: torch.device) -> ContextManager:
+@contextmanager
+def batch_invariant_convolutions(device: torch.device) -> Iterator[None]:
     """On CPU, convolutions (forward and backward) by PyTorch's own kernels instead of oneDNN's.
 
     vmap runs a convolution with per-episode weights as one grouped convolution. oneDNN's
@@ -66,7 +68,15 @@ def batch_invariant_convolutions(device: torch.device) -> ContextManager:
     that; PyTorch's kernel computes each group alone, so an episode's result does not
     depend on the others in its batch.
     """
-    return torch.backends.mkldnn.flags(enabled=device.type != 'cpu')
+    if device.type != 'cpu':
+        yield
+        return
+    previous = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = previous
 
 
 class EpisodeAdapter:
