@@ -5,14 +5,15 @@ from ifa_mmseg.compat import safe_torch_load
 
 from .helpers.launch import run
 
-MODELS = ('source_only', 'control', 'adapted')
+MODELS = ('source_only', 'control', 'adapted', 'episode_control', 'episode')
 BN_TENSORS = ('running_mean', 'running_var')
 
 
 def test_quick_demo(root, tmp_path):
     proc = run(root, 'tools/demo.py', '--work-dir', str(tmp_path), '--quick', '--num-vis', '2')
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for title in ('source only', 'control (lr 0)', 'IFA adapted', 'gain over control', 'official.mIoU'):
+    for title in ('source only', 'control (lr 0)', 'IFA adapted', 'per-episode control (lr 0)', 'per-episode adapted',
+                  'pool: gain over control', 'per-episode: gain over control', 'official.mIoU'):
         assert title in proc.stdout, title
     summary = json.loads((tmp_path / 'demo_results.json').read_text())
     for model in MODELS:
@@ -25,6 +26,13 @@ def test_quick_demo(root, tmp_path):
     assert summary['control_equals_source_only'] is True
     for key in ('mIoU', 'FBIoU', 'official.mIoU'):
         assert summary['gain_over_control'][key] == summary['adapted'][key] - summary['control'][key]
+    # per-episode adaptation: its lr-0 control is the source model through the per-episode route (float
+    # rounding apart), and the episodes' adaptation moved the result
+    assert summary['episode_adaptation']['steps'] == 2
+    assert all(abs(d) < 0.5 for d in summary['episode_control_minus_source_only'].values())
+    assert summary['episode']['mIoU'] != summary['episode_control']['mIoU']
+    for key in ('mIoU', 'FBIoU', 'official.mIoU'):
+        assert summary['episode_gain_over_control'][key] == summary['episode'][key] - summary['episode_control'][key]
     for model in ('control', 'adapted'):
         assert json.loads((tmp_path / model / 'support_pool.json').read_text())
     assert (tmp_path / 'control' / 'support_pool.json').read_text() == \

@@ -23,6 +23,7 @@ from ifa_mmseg.models import EpisodeAdapter
 from ifa_mmseg.models.heads.ifa_head import grouped_cross_entropy
 
 from tests.helpers.launch import logged_metrics, run, run_sh
+from tests.helpers.models import build_r50
 
 TOL = 1e-5
 CHILD = """
@@ -261,3 +262,31 @@ def test_tools_test_one_and_two_processes_give_the_same_logits(root, setup, tmp_
     assert max(float((dumps['one'][k] - dumps['two'][k]).abs().max()) for k in dumps['one']) <= TOL
     metrics = logged_metrics(str(tmp_path / 'one'))
     assert metrics['mIoU'] == logged_metrics(str(tmp_path / 'two'))['mIoU']
+
+
+@pytest.mark.parametrize('shot', [1, 2])
+def test_ifa_r50_adapts_layer2_and_layer3_per_episode(root, shot):
+    """The official R-50 (stem and layer1 frozen): what adapts by default, independence and the lr-0 control."""
+    model = build_r50(root).eval()
+    adapter = EpisodeAdapter(steps=2, queries_per_step=1, optimizer=dict(type='SGD', lr=0.05, momentum=0.9))
+    names = adapter.parameter_names(model)
+    assert names and all(n.startswith(('backbone.layer2.', 'backbone.layer3.')) for n in names)
+    assert any(n.startswith('backbone.layer2.') for n in names) and any(n.startswith('backbone.layer3.') for n in names)
+    torch.manual_seed(0)
+    b, size = 3, 64
+    supports, support_masks = torch.randn(b, shot, 3, size, size), (torch.rand(b, shot, size, size) > 0.6).long()
+    queries, query_masks = torch.randn(b, 2, 3, size, size), (torch.rand(b, 2, size, size) > 0.6).long()
+
+    def predict(idx, adapter):
+        params = adapter.adapt(model, supports[idx], support_masks[idx], queries[idx], query_masks[idx])
+        with torch.no_grad():
+            return model.forward_episode(supports[idx, 0], supports[idx], support_masks[idx], params=params)['q_refine']
+
+    batch = predict(slice(None), adapter)
+    for i in range(b):
+        assert (predict(slice(i, i + 1), adapter)[0] - batch[i]).abs().max() <= TOL
+    control = EpisodeAdapter(steps=2, queries_per_step=1, optimizer=dict(type='SGD', lr=0.0, momentum=0.9))
+    with torch.no_grad():
+        plain = model.forward_episode(supports[:, 0], supports, support_masks)['q_refine']
+    assert (predict(slice(None), control) - plain).abs().max() <= TOL
+    assert (batch - plain).abs().max() > 1e-3

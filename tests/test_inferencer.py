@@ -19,13 +19,17 @@ from PIL import Image
 
 from mmengine.config import Config
 from mmengine.infer import BaseInferencer
+from mmengine.runner import load_checkpoint
 from mmseg.apis import init_model
-from mmseg.registry import MODELS
+from mmseg.registry import DATASETS, MODELS
 
 from ifa_mmseg.apis import FewShotInferencer
+from ifa_mmseg.datasets import fewshot_collate
+from ifa_mmseg.datasets.pseudo_query import item_seed
 from ifa_mmseg.datasets.transforms import UnreadableFileError
 from ifa_mmseg.datasets.transforms.loading import EmptyMaskError
 from ifa_mmseg.models import IFAResNet
+from tests.helpers.fake_layouts import write_deepglobe
 from tests.helpers.scripts import load_script
 
 CONFIG = 'configs/ifa/deepglobe_1shot.py'
@@ -34,6 +38,9 @@ CFG_OPTIONS = {'test_dataloader.dataset.pipeline.2.scale': (SIZE, SIZE)}
 RED, BLUE = (220, 40, 40), (40, 60, 220)
 QUERY_SIZES = ((70, 64), (56, 80), (64, 64))  # (h, w): unlike each other and the model size
 RIGHT_IOU, WRONG_IOU = 0.4, 0.1  # measured: 0.49-0.62 and 0.00-0.02
+# adaptation runs backward passes: the CPU demo's ResNet-18 (every convolution adapts) keeps them fast
+DEMO_CONFIG = 'configs/demo/deepglobe.py'
+ADAPT_LR = {'episode_adaptation.optimizer.lr': 0.05}  # large enough for 2 steps to move a random model
 
 
 def scene(seed: int, h: int = 80, w: int = 96) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -73,6 +80,24 @@ def checkpoint(tmp_path_factory) -> str:
 @pytest.fixture(scope='module')
 def inferencer(root, checkpoint) -> FewShotInferencer:
     return FewShotInferencer(osp.join(root, CONFIG), checkpoint, 'cpu', cfg_options=CFG_OPTIONS)
+
+
+@pytest.fixture(scope='module')
+def demo_checkpoint(root, tmp_path_factory) -> str:
+    cfg = Config.fromfile(osp.join(root, DEMO_CONFIG))
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model)
+        model.init_weights()
+    path = str(tmp_path_factory.mktemp('ckpt') / 'random_r18.pth')
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def adapting(root, demo_checkpoint) -> FewShotInferencer:
+    return FewShotInferencer(osp.join(root, DEMO_CONFIG), demo_checkpoint, 'cpu',
+                             cfg_options={**CFG_OPTIONS, **ADAPT_LR})
 
 
 @pytest.fixture(scope='module')
@@ -268,10 +293,110 @@ def test_mmseg_init_model_loads_a_converted_official_checkpoint(root, tmp_path):
     assert torch.equal(model.backbone.layer3[0].conv1.weight, backbone['layer3.0.conv1.weight'])
 
 
+# ---------------------------------------------------------------------- adaptation to the support set
+def probs(out: dict) -> List[np.ndarray]:
+    return [r['prob'] for r in out['predictions']]
+
+
+def record_pseudo_queries(inferencer: FewShotInferencer, monkeypatch) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """The (images, masks) of every pseudo-query draw the inferencer makes, in order."""
+    drawn = []
+    draw = inferencer._pseudo_queries
+    monkeypatch.setattr(inferencer, '_pseudo_queries', lambda *args: drawn.append(draw(*args)) or drawn[-1])
+    return drawn
+
+
+def test_no_adaptation_step_is_no_adaptation(adapting, episode):
+    imgs, red, _, queries, _ = episode
+    plain = probs(adapting(queries, imgs, red, return_prob=True))
+    for steps in (None, 0):
+        supports = adapting.load_supports(imgs, red, adapt_steps=steps)
+        assert supports.params is None and supports.adapt_steps == 0
+        for a, b in zip(probs(adapting(queries, supports=supports, return_prob=True)), plain):
+            assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match=r"adapt_steps=-1 with the config's episode_adaptation=.*steps must be a "
+                                         'whole number >= 0'):
+        adapting.load_supports(imgs, red, adapt_steps=-1)
+    with pytest.raises(ValueError, match='adapt_steps and adapt_seed adapt the model when the supports are loaded'):
+        adapting(queries, supports=supports, adapt_steps=2)
+
+
+def test_adaptation_changes_predictions_and_a_zero_lr_does_not(root, demo_checkpoint, adapting, episode):
+    """Two steps move the predictions; with lr=0 the adapted weights are the model's (vmap route, same logits)."""
+    imgs, red, _, queries, _ = episode
+    model_state = {k: v.clone() for k, v in adapting.model.state_dict().items()}
+    plain = probs(adapting(queries, imgs, red, return_prob=True))
+    supports = adapting.load_supports(imgs, red, adapt_steps=2)
+    own = {n: p for n, p in adapting.model.named_parameters() if p.requires_grad}  # params='trainable'
+    assert supports.adapt_steps == 2 and supports.params.keys() == own.keys()
+    assert all(supports.params[n].shape == (1, *p.shape) for n, p in own.items())
+    adapted = probs(adapting(queries, supports=supports, return_prob=True))
+    change = max(np.abs(a - b).max() for a, b in zip(adapted, plain))
+    print('largest probability change after 2 steps', change)
+    assert change > 1e-2
+    state = adapting.model.state_dict()
+    assert state.keys() == model_state.keys()
+    for k, v in model_state.items():
+        assert torch.equal(state[k], v), k  # the model's own weights (and BN statistics) stay
+    frozen = FewShotInferencer(osp.join(root, DEMO_CONFIG), demo_checkpoint, 'cpu',
+                               cfg_options={**CFG_OPTIONS, 'episode_adaptation.optimizer.lr': 0.0})
+    same = frozen(queries, imgs, red, return_datasamples=True, adapt_steps=2)['predictions']
+    unadapted = frozen(queries, imgs, red, return_datasamples=True)['predictions']
+    gap = max((a.seg_logits.data - b.seg_logits.data).abs().max().item() for a, b in zip(same, unadapted))
+    print('largest logit difference with lr=0', gap)
+    assert gap < 1e-5
+
+
+def test_pseudo_queries_follow_the_seed(adapting, episode, monkeypatch):
+    imgs, red, _, queries, _ = episode
+    drawn = record_pseudo_queries(adapting, monkeypatch)
+    runs = [probs(adapting(queries[:1], imgs, red, return_prob=True, adapt_steps=2, adapt_seed=seed))
+            for seed in (5, 5, 6)]
+    steps, per_step = 2, adapting.cfg.episode_adaptation.queries_per_step
+    assert [d[0].shape for d in drawn] == [(steps * per_step, 3, SIZE, SIZE)] * 3
+    assert torch.equal(drawn[0][0], drawn[1][0]) and torch.equal(drawn[0][1], drawn[1][1])
+    assert np.array_equal(runs[0][0], runs[1][0])
+    assert not torch.equal(drawn[0][0], drawn[2][0])
+    assert not np.array_equal(runs[0][0], runs[2][0])
+
+
+def test_adapted_support_set_predicts_as_the_episode_adaptation_test_route(demo_checkpoint, adapting, tmp_path,
+                                                                           monkeypatch):
+    """One episode of the config's test dataset (adapt_queries) through IFASegmentor.predict with
+    test_cfg.episode_adaptation, and its files through the inferencer with the dataset's seed: the same
+    pseudo-queries and logits."""
+    write_deepglobe(str(tmp_path), counts=(4, 4, 4, 4, 4, 4), size=(40, 48))
+    cfg = adapting.cfg
+    steps = 2
+    settings = dict(cfg.episode_adaptation, steps=steps)
+    dataset = DATASETS.build(dict(cfg.test_dataloader.dataset, data_root=str(tmp_path), shot=2, seed=3,
+                                  num_episodes=3, adapt_queries=steps * settings['queries_per_step']))
+    index = 2
+    info, item = dataset.get_data_info(index), dataset[index]
+    model = MODELS.build(dict(cfg.model, test_cfg=dict(resize_to_original=True, episode_adaptation=settings)))
+    load_checkpoint(model, demo_checkpoint, map_location='cpu', strict=True, logger='silent')
+    model.eval()
+    data = model.data_preprocessor(fewshot_collate([item]))
+    with torch.no_grad():
+        expected = model.predict(**data)[0].seg_logits.data
+
+    drawn = record_pseudo_queries(adapting, monkeypatch)
+    paths = [s['img_path'] for s in info['supports']], [s['seg_map_path'] for s in info['supports']]
+    adapted = adapting.load_supports(*paths, adapt_steps=steps, seed=item_seed(dataset.seed, index))
+    assert torch.equal(drawn[0][0], item['data_samples'].adapt_imgs)
+    assert torch.equal(drawn[0][1], item['data_samples'].adapt_masks)
+    logits, unadapted = (adapting(info['query']['img_path'], supports=supports, return_datasamples=True)
+                         ['predictions'][0].seg_logits.data for supports in (adapted, adapting.load_supports(*paths)))
+    gap, moved = (logits - expected).abs().max().item(), (unadapted - expected).abs().max().item()
+    print(f'largest logit difference from the test route: {gap:.2e} (unadapted: {moved:.2e})')
+    assert logits.shape == expected.shape == (2, 40, 48)  # the query's size
+    assert gap < 1e-5 and moved > 1e-2
+
+
 # ---------------------------------------------------------------------- tools/infer.py
-def run_infer(root, checkpoint, *args):
+def run_infer(root, checkpoint, *args, config: str = CONFIG):
     env = dict(os.environ, PYTHONPATH=root)
-    cmd = [sys.executable, '-W', 'ignore', 'tools/infer.py', CONFIG, checkpoint, '--device', 'cpu',
+    cmd = [sys.executable, '-W', 'ignore', 'tools/infer.py', config, checkpoint, '--device', 'cpu',
            '--cfg-options', f'test_dataloader.dataset.pipeline.2.scale=({SIZE},{SIZE})', *args]
     return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
 
@@ -358,3 +483,20 @@ def test_output_check_names_unwritable_and_blocked_paths(tmp_path, monkeypatch):
     monkeypatch.setattr(infer.os, 'access', lambda path, mode: str(path) != str(tmp_path))
     with pytest.raises(ValueError, match=re.escape(f'no write permission in {tmp_path}')):
         infer.check_outputs(str(out), ['q'], save_prob=False)
+
+
+def test_cli_adapts_to_the_support_set(root, demo_checkpoint, adapting, episode, tmp_path):
+    imgs, red, _, queries, _ = episode
+    query = save(queries[0], tmp_path / 'q.png')
+    out = tmp_path / 'out'
+    proc = run_infer(root, demo_checkpoint, *write_supports(episode, tmp_path), '--query', query, '--out', str(out),
+                     '--save-prob', '--adapt-steps', '1', '--adapt-seed', '7', '--cfg-options',
+                     *[f'{k}={v}' for k, v in ADAPT_LR.items()], config=DEMO_CONFIG)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    prob = np.load(out / 'probs' / 'q.npy')
+    adapted = adapting(queries[0], imgs, red, return_prob=True, adapt_steps=1, adapt_seed=7)['predictions'][0]
+    plain = adapting(queries[0], imgs, red, return_prob=True)['predictions'][0]
+    assert np.allclose(prob, adapted['prob'], atol=1e-5) and not np.allclose(prob, plain['prob'], atol=1e-3)
+    proc = run_infer(root, demo_checkpoint, *write_supports(episode, tmp_path), '--query', query, '--out', str(out),
+                     '--adapt-steps', '-1', config=DEMO_CONFIG)
+    assert proc.returncode != 0 and 'error: --adapt-steps must be 0 or more, got -1' in proc.stderr

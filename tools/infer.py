@@ -2,13 +2,16 @@
 
     python tools/infer.py CONFIG CKPT --support IMG MASK [--support IMG MASK ...]
         --query PATH_OR_DIR [...] --out DIR [--batch-size N] [--device cpu] [--save-prob]
-        [--opacity A] [--title TEXT]
+        [--opacity A] [--title TEXT] [--adapt-steps N [--adapt-seed S]]
 
 Writes, for every query ``<stem>.<ext>``: ``DIR/masks/<stem>.png`` (0/255, the query's
 size), ``DIR/overlays/<stem>.png`` (the episode picture of ``FewShotLocalVisualizer``:
 each support with its mask | query | query with prediction, titled, each in its own
 aspect ratio, masks at ``--opacity`` and outlined, ``--title`` above) and, with
 ``--save-prob``, ``DIR/probs/<stem>.npy`` (float32 foreground probability).
+With ``--adapt-steps N`` a copy of the model is first adapted to the support set (N steps
+of the config's ``episode_adaptation`` on pseudo-queries, augmented copies of the
+supports), as ``adaptation_labels='episode'`` adapts each test episode.
 Every input, and that every output path can be written, is checked before any
 prediction; outputs are written to a temporary folder beside DIR and moved into DIR only
 once every query has been predicted.
@@ -52,6 +55,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--opacity', type=float, default=0.4,
                         help='mask fill opacity in the overlays, 0 (outlines only) to 1 (default 0.4)')
     parser.add_argument('--title', help='a title line at the top of every overlay')
+    parser.add_argument('--adapt-steps', type=int, default=0, metavar='N',
+                        help="adapt a copy of the model to the support set first: N optimizer steps on its "
+                        "pseudo-queries (augmented supports), with the config's episode_adaptation settings "
+                        "(adaptation_labels='episode' at test time); default 0, no adaptation")
+    parser.add_argument('--adapt-seed', type=int, default=0, metavar='S',
+                        help='seed of the pseudo-queries drawn for --adapt-steps (default 0)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries, key=value')
     return parser.parse_args()
 
@@ -164,8 +173,11 @@ def main() -> None:
         check_outputs(args.out, stems, args.save_prob)
         if not 0 <= args.opacity <= 1:
             raise ValueError(f'--opacity must be between 0 and 1, got {args.opacity}')
+        if args.adapt_steps < 0:
+            raise ValueError(f'--adapt-steps must be 0 or more, got {args.adapt_steps}')
         inferencer = FewShotInferencer(args.config, args.checkpoint, args.device, args.cfg_options)
-        supports = inferencer.load_supports([p[0] for p in pairs], [p[1] for p in pairs])
+        supports = inferencer.load_supports([p[0] for p in pairs], [p[1] for p in pairs], args.adapt_steps,
+                                            args.adapt_seed)
         results = inferencer.predict(queries, supports, args.batch_size, args.save_prob)
     except (ValueError, OSError) as err:
         sys.exit(f'error: {err}')

@@ -143,9 +143,11 @@ class IFAResNet(ResNet):
         CPU without autograd, the batch goes through in chunks whose largest activation
         (the stem output) stays below :data:`MMAP_THRESHOLD` (at 400x400, one image per
         chunk: 8 images take ~15% less time than in one batch). With autograd the batch
-        stays whole: the backward pass is faster on it.
+        stays whole: the backward pass is faster on it. Under ``torch.func.vmap`` (per-episode
+        weights) the memory format is left as it comes: vmap cannot convert it.
         """
-        x = x.contiguous(memory_format=torch.channels_last)
+        if not torch._C._functorch.is_batchedtensor(x):
+            x = x.contiguous(memory_format=torch.channels_last)
         if x.device.type == 'cpu' and not torch.is_grad_enabled():
             chunk = cpu_chunk_size(self.stem_channels * -(-x.shape[2] // 2) * -(-x.shape[3] // 2) * x.element_size())
             if chunk < x.shape[0]:

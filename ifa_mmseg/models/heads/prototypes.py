@@ -78,9 +78,19 @@ def token_cosine_logits(unit: Tensor, fg: Tensor, bg: Tensor, scale: float) -> T
     norms = [p.norm(dim=2, keepdim=True).clamp_min(NORM_EPS) for p in protos]
     if bg.shape[1] == fg.shape[1] == 1:  # both global: one matrix product
         return torch.bmm(unit, torch.cat([p / n for p, n in zip(protos, norms)], 1).transpose(1, 2)) * scale
-    cos = [torch.bmm(unit, (p / n).transpose(1, 2)) if p.shape[1] == 1 else (unit * p).sum(2, keepdim=True) / n
+    cos = [row_dot(unit, p / n) if p.shape[1] == 1 else (unit * p).sum(2, keepdim=True) / n
            for p, n in zip(protos, norms)]
     return torch.cat(cos, 2) * scale
+
+
+def row_dot(rows: Tensor, vec: Tensor) -> Tensor:
+    """[N, L, C] rows . [N, 1, C] vector -> [N, L, 1], with the same rounding for any N.
+
+    A batched matrix-vector product takes another kernel for N = 1 than for N > 1, so an
+    episode's logits would depend on its batch (which per-episode adaptation amplifies);
+    a two-column product (the vector and zeros) takes the same kernel for every N.
+    """
+    return torch.bmm(rows, torch.cat((vec, torch.zeros_like(vec)), 1).transpose(1, 2))[..., :1]
 
 
 def cosine_logits(feat: Tensor, fg: Tensor, bg: Tensor, scale: float) -> Tensor:
