@@ -18,6 +18,7 @@ from mmengine.runner import load_checkpoint
 from mmseg.registry import MODELS
 
 from ifa_mmseg.compat import safe_torch_load
+from ifa_mmseg.models import EpisodeAdapter
 
 from .helpers.episodes import packed_episodes
 from .helpers.scripts import load_script
@@ -283,3 +284,42 @@ def test_tools_adapt_and_evaluate_from_the_converted_file(root, converted_file, 
         assert 'missing keys in source state_dict' not in log  # every weight of the segmentor came from the file
     assert 'mIoU' in log and 'official.mIoU' in log
     assert (tmp_path / 'work' / 'epoch_1.pth').is_file()
+
+
+def test_per_episode_adaptation_of_the_last_block(root, converted_file):
+    """adaptation_labels='episode' on DINOv2: the trainable block adapts per episode, alone = in a batch."""
+    cfg = tiny_cfg(root, 'deepglobe_1shot_dinov2_vits14', frozen_stages=1)
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, converted_file, map_location='cpu', strict=False, logger='silent')
+    model.eval()
+    adapter = EpisodeAdapter(steps=2, queries_per_step=2, optimizer=dict(type='SGD', lr=0.05, momentum=0.9))
+    names = adapter.parameter_names(model)
+    assert names and all(n.startswith(('backbone.layers.1.', 'backbone.ln1.')) for n in names)
+    data = model.data_preprocessor(packed_episodes(3, 1, SIZE, seed=6))
+    supports = torch.stack([s.support_imgs for s in data['data_samples']])
+    masks = torch.stack([s.support_masks for s in data['data_samples']])
+    queries = supports.flip(-1).repeat(1, 4, 1, 1, 1)  # flipped supports as pseudo-queries
+    query_masks = masks.flip(-1).repeat(1, 4, 1, 1)
+
+    def predict(idx, adapter):
+        params = adapter.adapt(model, supports[idx], masks[idx], queries[idx], query_masks[idx])
+        assert set(params) == set(names)
+        with torch.no_grad():
+            return model.forward_episode(data['inputs'][idx], supports[idx], masks[idx], params=params)['q_refine']
+
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = predict(slice(None), adapter)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    for i in range(3):
+        assert (predict(slice(i, i + 1), adapter)[0] - batch[i]).abs().max() <= 1e-5
+    with torch.no_grad():
+        plain = model.forward_episode(data['inputs'], supports, masks)['q_refine']
+    assert (batch - plain).abs().max() > 1e-3
+    control = EpisodeAdapter(steps=2, queries_per_step=2, optimizer=dict(type='SGD', lr=0.0))
+    assert (predict(slice(None), control) - plain).abs().max() <= 1e-5
+    # a frozen backbone adapts only what the config names
+    frozen = MODELS.build(tiny_cfg(root, 'deepglobe_1shot_dinov2_vits14', frozen_stages=2).model)
+    with pytest.raises(ValueError, match='no parameter adapts'):
+        EpisodeAdapter().parameter_names(frozen)
+    assert all(n.startswith('backbone.layers.1.') for n in EpisodeAdapter(params=['backbone.layers.1'])
+               .parameter_names(frozen))

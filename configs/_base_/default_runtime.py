@@ -20,8 +20,9 @@ selection = 'last'  # checkpoint kept: 'last', 'heldout' (FSS-1000's other split
 adaptation_labels = 'pool'
 episode_sampling = 'standard'  # 'official': the official numpy call sequence, its exact episodes
 # adaptation_labels='episode': optimizer steps per episode, pseudo-queries (augmented supports) per step, the
-# parameters that adapt ('trainable': those IFA trains, or name prefixes) and an elementwise optimizer
-episode_adaptation = dict(steps=10, queries_per_step=2, params='trainable',
+# parameters that adapt ('trainable': those IFA trains, or name prefixes) and an elementwise optimizer. steps and
+# lr: the best of a sweep on a held-out synthetic target (docs/demo.md); not tuned on any real target
+episode_adaptation = dict(steps=20, queries_per_step=2, params='trainable',
                           optimizer=dict(type='SGD', lr=5e-4, momentum=0.9, weight_decay=5e-4))
 
 env_cfg = dict(
