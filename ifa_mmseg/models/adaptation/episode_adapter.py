@@ -193,4 +193,5 @@ class EpisodeAdapter:
                 optimizer.zero_grad(set_to_none=True)
                 torch.stack([loss.sum() for loss in losses.values()]).sum().backward()
                 optimizer.step()
+                del feats, feat_q, feat_s, logits, losses  # not alive beside the next step's activations
         return {n: v.detach() for n, v in params.items()}
