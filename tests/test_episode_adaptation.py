@@ -22,6 +22,7 @@ from ifa_mmseg.engine.protocol import ProtocolError, resolve_protocol
 from ifa_mmseg.models import EpisodeAdapter
 from ifa_mmseg.models.heads.ifa_head import grouped_cross_entropy
 
+from tests.helpers import fake_layouts
 from tests.helpers.launch import logged_metrics, run, run_sh
 from tests.helpers.models import build_r50
 
@@ -290,3 +291,28 @@ def test_ifa_r50_adapts_layer2_and_layer3_per_episode(root, shot):
         plain = model.forward_episode(supports[:, 0], supports, support_masks)['q_refine']
     assert (predict(slice(None), control) - plain).abs().max() <= TOL
     assert (batch - plain).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize('dataset_type', ['DeepglobeDataset', 'ISICDataset', 'ChestXrayDataset', 'FSS1000Dataset'])
+def test_every_target_dataset_gives_pseudo_queries(tmp_path, dataset_type):
+    """Each target's published layout, at its original image sizes: pseudo-queries of the model input size whose
+    masks keep the support's foreground (geometric augmentations only move it)."""
+    root = str(tmp_path)
+    fake_layouts.write_deepglobe(root)
+    fake_layouts.write_isic(root)
+    fake_layouts.write_chestxray(root, size=(30, 26))
+    fss_classes = fake_layouts.fss_classes('test')[:3]
+    fake_layouts.write_fss1000(root, fss_classes)
+    (tmp_path / 'three.txt').write_text(''.join(f'{name}\n' for name in fss_classes))
+    pipeline = [dict(type='LoadRGBImageFromFile'), dict(type='LoadBinaryMask', mode='threshold'),
+                dict(type='FewShotResize', scale=(32, 32))]
+    extra = dict(ann_file='three.txt') if dataset_type == 'FSS1000Dataset' else {}
+    dataset = DATASETS.build(dict(type=dataset_type, data_root=root, shot=2, num_episodes=3, pipeline=pipeline,
+                                  adapt_queries=4, **extra))
+    for i in range(3):
+        sample = dataset[i]['data_samples']
+        assert sample.adapt_imgs.shape == (4, 3, 32, 32) and sample.adapt_masks.shape == (4, 32, 32)
+        for mask, j in zip(sample.adapt_masks, sample.metainfo['pseudo_query_sources']):
+            assert bool(mask.any()) == bool(sample.support_masks[j].any())
+    grid = 'RandomGridShuffle' in repr(dataset.pseudo_query_pipeline)
+    assert grid == (dataset_type == 'DeepglobeDataset')
