@@ -73,3 +73,25 @@ def test_train_resume_test(tmp_path):
     proc = run(ROOT, 'tools/test.py', TOY_CONFIG, os.path.join(work, 'iter_3.pth'), '--work-dir', work)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'official.mIoU_ci95' in proc.stdout + proc.stderr
+
+
+def test_per_episode_adaptation(root):
+    """adaptation_labels='episode' on the R-50: vmap over functional_call on this stack, episodes independent."""
+    from ifa_mmseg.models import EpisodeAdapter
+    from tests.helpers.models import build_r50
+    model = build_r50(root).eval()
+    torch.manual_seed(0)
+    b, size = 2, 48
+    supports, masks = torch.randn(b, 1, 3, size, size), (torch.rand(b, 1, size, size) > 0.6).long()
+    queries, query_masks = torch.randn(b, 2, 3, size, size), (torch.rand(b, 2, size, size) > 0.6).long()
+    adapter = EpisodeAdapter(steps=1, queries_per_step=2, optimizer=dict(type='SGD', lr=0.05))
+
+    def predict(idx):
+        params = adapter.adapt(model, supports[idx], masks[idx], queries[idx], query_masks[idx])
+        with torch.no_grad():
+            return model.forward_episode(supports[idx, 0], supports[idx], masks[idx], params=params)['q_refine']
+
+    batch = predict(slice(None))
+    assert (predict(slice(0, 1))[0] - batch[0]).abs().max() <= 1e-5
+    with torch.no_grad():
+        assert (model.forward_episode(supports[:, 0], supports, masks)['q_refine'] - batch).abs().max() > 1e-3
