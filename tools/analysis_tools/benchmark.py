@@ -397,12 +397,7 @@ def run_worker(spec: dict, commands: Iterable[str]) -> dict:
     profile, GEMM rate). Each is answered with a tagged line. The outputs of the second
     pass are saved for comparison: under ``FlopCounterMode`` a compiled module runs eagerly.
     """
-    from mmengine.registry import init_default_scope
-    init_default_scope('mmseg')
-    if spec['threads']:
-        torch.set_num_threads(spec['threads'])
-    torch.manual_seed(0)
-    sync = sync_fn(spec['device'])
+    sync = start_worker(spec)
     model, backbone, forward = (build_official if spec['impl'] == 'official' else build_ours)(spec)
     model.to(spec['device'])
     if spec['impl'] == 'ours+c':  # the backbone: static shapes; the head's selections are data-dependent
@@ -412,10 +407,10 @@ def run_worker(spec: dict, commands: Iterable[str]) -> dict:
     result = dict(spec, times=[], backbone_times=[], base_rss=current_rss())
     if spec['device'] == 'cuda':
         torch.cuda.reset_peak_memory_stats()
-    reply('ready')
     save_outputs = False
-    for command in commands:
-        command = command.strip()
+
+    def handle(command: str) -> None:
+        nonlocal save_outputs
         if command == 'flops':
             _, result['flops_backbone'], result['flops_head'] = step_flops(step, model, backbone, spec)
             save_outputs = True
@@ -430,21 +425,46 @@ def run_worker(spec: dict, commands: Iterable[str]) -> dict:
             if save_outputs:
                 torch.save({k: v.float().cpu() for k, v in outs.items()}, spec['out_file'])
                 save_outputs = False
-        elif command == 'finish':
-            result['peak_rss'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            result['cuda_peak'] = torch.cuda.max_memory_allocated() if spec['device'] == 'cuda' else None
-            if spec['profile']:
-                from torch.profiler import ProfilerActivity, profile
-                activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if spec['device'] == 'cuda' else [])
-                with profile(activities=activities) as prof:
-                    step()
-                sort = 'self_cuda_time_total' if spec['device'] == 'cuda' else 'self_cpu_time_total'
-                result['profile'] = prof.key_averages().table(sort_by=sort, row_limit=20, max_name_column_width=40)
-            result['gemm_mm'], result['gemm_conv'] = gemm_rate(spec['device'], spec['amp'], sync)
-            reply(result)
-            return result
         else:
             raise ValueError(f'unknown benchmark command {command!r}')
+
+    def finish() -> dict:
+        result['peak_rss'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        result['cuda_peak'] = torch.cuda.max_memory_allocated() if spec['device'] == 'cuda' else None
+        if spec['profile']:
+            from torch.profiler import ProfilerActivity, profile
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if spec['device'] == 'cuda' else [])
+            with profile(activities=activities) as prof:
+                step()
+            sort = 'self_cuda_time_total' if spec['device'] == 'cuda' else 'self_cpu_time_total'
+            result['profile'] = prof.key_averages().table(sort_by=sort, row_limit=20, max_name_column_width=40)
+        result['gemm_mm'], result['gemm_conv'] = gemm_rate(spec['device'], spec['amp'], sync)
+        return result
+
+    return serve(commands, handle, finish)
+
+
+def start_worker(spec: dict) -> Callable[[], None]:
+    """A worker's common start (mmseg scope, ``spec['threads']``, seed 0); returns the device's sync."""
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmseg')
+    if spec['threads']:
+        torch.set_num_threads(spec['threads'])
+    torch.manual_seed(0)
+    return sync_fn(spec['device'])
+
+
+def serve(commands: Iterable[str], handle: Callable[[str], None], finish: Callable[[], dict]) -> dict:
+    """Answer the parent: ``ready``, then ``ok`` after ``handle`` of each command, until ``finish``, whose result
+    is the last answer and the return value."""
+    reply('ready')
+    for command in commands:
+        command = command.strip()
+        if command == 'finish':
+            result = finish()
+            reply(result)
+            return result
+        handle(command)
         reply('ok')
     raise RuntimeError('the benchmark parent went away')
 
@@ -559,13 +579,8 @@ def run_adapted_worker(spec: dict, commands: Iterable[str]) -> dict:
     peak of one batch in a fresh process), ``warmup``, ``step`` (timed), ``finish``.
     The logits of the first pass are saved for comparison.
     """
-    from mmengine.registry import init_default_scope
-    init_default_scope('mmseg')
-    if spec['threads']:
-        torch.set_num_threads(spec['threads'])
-    torch.manual_seed(0)
+    sync = start_worker(spec)
     device = spec['device']
-    sync = sync_fn(device)
     model, make_batch = build_adapted(spec)
     model.to(device).eval()
 
@@ -574,33 +589,29 @@ def run_adapted_worker(spec: dict, commands: Iterable[str]) -> dict:
     if device == 'cuda':
         torch.cuda.reset_peak_memory_stats()
         result['cuda_base'] = torch.cuda.memory_allocated()
-    reply('ready')
-    for command in commands:
-        command = command.strip()
-        if command in ('first', 'warmup', 'step'):
-            sync()
-            start = time.perf_counter()
-            with torch.no_grad():
-                outs = model.test_step(batch)
-            sync()
-            elapsed = time.perf_counter() - start
-            if command == 'step':
-                result['times'].append(elapsed)
-            if command == 'first':
-                result['first_time'] = elapsed
-                result['peak_rss'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-                if device == 'cuda':
-                    result['cuda_peak'] = torch.cuda.max_memory_allocated()
-                torch.save(torch.stack([s.seg_logits.data for s in outs]).float().cpu(), spec['out_file'])
-            del outs
-            batch = make_batch()
-        elif command == 'finish':
-            reply(result)
-            return result
-        else:
+
+    def handle(command: str) -> None:
+        nonlocal batch
+        if command not in ('first', 'warmup', 'step'):
             raise ValueError(f'unknown benchmark command {command!r}')
-        reply('ok')
-    raise RuntimeError('the benchmark parent went away')
+        sync()
+        start = time.perf_counter()
+        with torch.no_grad():
+            outs = model.test_step(batch)
+        sync()
+        elapsed = time.perf_counter() - start
+        if command == 'step':
+            result['times'].append(elapsed)
+        if command == 'first':
+            result['first_time'] = elapsed
+            result['peak_rss'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            if device == 'cuda':
+                result['cuda_peak'] = torch.cuda.max_memory_allocated()
+            torch.save(torch.stack([s.seg_logits.data for s in outs]).float().cpu(), spec['out_file'])
+        del outs
+        batch = make_batch()
+
+    return serve(commands, handle, lambda: result)
 
 
 # ----------------------------------------------------------------------------- parent side
