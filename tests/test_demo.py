@@ -12,7 +12,7 @@ BN_TENSORS = ('running_mean', 'running_var')
 def test_quick_demo(root, tmp_path):
     proc = run(root, 'tools/demo.py', '--work-dir', str(tmp_path), '--quick', '--num-vis', '2')
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for title in ('source only', 'control (lr 0)', 'IFA adapted', 'per-episode control (lr 0)', 'per-episode adapted',
+    for title in ('source only', 'control (lr 0)', 'IFA adapted', 'per-episode control (no step)', 'per-episode adapted',
                   'pool: gain over control', 'per-episode: gain over control', 'official.mIoU'):
         assert title in proc.stdout, title
     summary = json.loads((tmp_path / 'demo_results.json').read_text())
@@ -26,9 +26,10 @@ def test_quick_demo(root, tmp_path):
     assert summary['control_equals_source_only'] is True
     for key in ('mIoU', 'FBIoU', 'official.mIoU'):
         assert summary['gain_over_control'][key] == summary['adapted'][key] - summary['control'][key]
-    # per-episode adaptation: its lr-0 control is the source model through the per-episode route (float
-    # rounding apart), and the episodes' adaptation moved the result
-    assert summary['episode_adaptation']['steps'] == 2
+    # per-episode adaptation: its control (no step) is the source model through the per-episode route (float
+    # rounding apart), and the episodes' adaptation moved the result; the default recipe, the quick run's one step
+    assert summary['episode_adaptation']['steps'] == 1
+    assert summary['episode_adaptation']['params'] == 'last_block' and summary['episode_adaptation']['views'] == 4
     assert all(abs(d) < 0.5 for d in summary['episode_control_minus_source_only'].values())
     assert summary['episode']['mIoU'] != summary['episode_control']['mIoU']
     for key in ('mIoU', 'FBIoU', 'official.mIoU'):

@@ -19,11 +19,11 @@ selection = 'last'  # checkpoint kept: 'last', 'heldout' (FSS-1000's other split
 # (at test time, each episode adapts its own copy of the weights on its K supports only; README "Adaptation")
 adaptation_labels = 'pool'
 episode_sampling = 'standard'  # 'official': the official numpy call sequence, its exact episodes
-# adaptation_labels='episode': optimizer steps per episode, pseudo-queries (augmented supports) per step, the
-# parameters that adapt ('trainable': those IFA trains, or name prefixes) and an elementwise optimizer. steps and
-# lr: the best of a sweep on a held-out synthetic target (docs/demo.md); not tuned on any real target
-episode_adaptation = dict(steps=20, queries_per_step=2, params='trainable',
-                          optimizer=dict(type='SGD', lr=5e-4, momentum=0.9, weight_decay=5e-4))
+# adaptation_labels='episode': a recipe of ifa_mmseg.models.adaptation.EPISODE_RECIPES ('light': the backbone's last
+# block on a fixed bank of augmented support views; 'full': every parameter IFA trains, a new view per use), any of
+# whose keys may be stated here too (steps, queries_per_step, views, params, optimizer, engine). Chosen by sweeps on
+# held-out synthetic targets (docs/benchmarks.md); not tuned on any real target.
+episode_adaptation = dict(recipe='light')
 
 env_cfg = dict(
     cudnn_benchmark=False,

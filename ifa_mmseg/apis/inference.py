@@ -316,7 +316,7 @@ class FewShotInferencer(BaseInferencer):
         """An adapter of ``steps`` steps with the config's other ``episode_adaptation`` settings."""
         settings = dict(self.cfg.get('episode_adaptation') or {})
         try:
-            return EpisodeAdapter(**dict(settings, steps=steps))
+            return EpisodeAdapter.from_settings(dict(settings, steps=steps))
         except (TypeError, ValueError) as err:
             raise ValueError(f'adapt_steps={steps!r} with the config\'s episode_adaptation={settings}: {err}') from err
 

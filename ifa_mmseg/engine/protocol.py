@@ -261,7 +261,7 @@ def _resolve_training(r: _Resolver, cfg: Config, loader: dict, test_ds: Optional
 
 def _resolve_episode_adaptation(r: _Resolver, cfg: Config, test_ds: Optional[dict], record: Dict[str, Any]) -> None:
     """``adaptation_labels='episode'`` owns the test dataset's pseudo-queries and the model's test-time adaptation."""
-    from ..models.adaptation import EpisodeAdapter
+    from ..models.adaptation import EpisodeAdapter, episode_adaptation_settings
     episode = r.facts['adaptation_labels'] == 'episode'
     test_cfg = (cfg.get('model') or {}).get('test_cfg') or {}
     if not episode:
@@ -281,15 +281,15 @@ def _resolve_episode_adaptation(r: _Resolver, cfg: Config, test_ds: Optional[dic
         raise ProtocolError("adaptation_labels='episode' needs the top-level episode_adaptation settings "
                             '(configs/_base_/default_runtime.py states them)')
     try:
-        adapter = EpisodeAdapter(**settings)
+        adapter = EpisodeAdapter.from_settings(settings)
     except (TypeError, ValueError) as e:
         raise ProtocolError(f'episode_adaptation: {e}') from e
     r.agree(test_ds, 'adapt_queries', adapter.num_queries, 'test_dataloader.dataset', 'episode_adaptation')
     if cfg.get('model') is not None:
         cfg.model.test_cfg = test_cfg
         r.agree(test_cfg, 'episode_adaptation', copy.deepcopy(settings), 'model.test_cfg', 'episode_adaptation')
-    record['episode_adaptation'] = copy.deepcopy(settings.to_dict() if isinstance(settings, ConfigDict)
-                                                 else settings)
+    record['episode_adaptation'] = episode_adaptation_settings(settings.to_dict() if isinstance(settings, ConfigDict)
+                                                               else settings)
 
 
 def _resolve_selection(r: _Resolver, cfg: Config, stage: str, test_ds: Optional[dict],

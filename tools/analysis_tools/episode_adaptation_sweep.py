@@ -1,77 +1,127 @@
-"""Sweep the per-episode adaptation settings (steps x learning rate) of a config on a checkpoint.
+"""Sweep per-episode adaptation settings of a config on a checkpoint: gain, and cost against plain evaluation.
 
     python tools/analysis_tools/episode_adaptation_sweep.py CONFIG CHECKPOINT \
-        --steps 5 10 20 --lr 5e-4 2e-3 1e-2 --cfg-options data_root=HELD_OUT_DATA
+        --grid steps=5,10,20 optimizer.lr=5e-4,2e-3 \
+        --grid params=last_block views=4 steps=5,10 optimizer.lr=1e-2 \
+        --cfg-options data_root=HELD_OUT_DATA
 
-Runs ``adaptation_labels='episode'`` once per (steps, lr) pair, plus once with no step
-(the checkpoint itself through the same route), over the config's test seeds, and prints
-the table of mean mIoU / FBIoU with their 95% intervals over seeds, best mIoU marked.
-It writes the table to ``WORK_DIR/sweep.json``.
+Each ``--grid`` names ``episode_adaptation`` keys (dotted below ``optimizer``) with one or
+more comma-separated values, and adds every combination to the runs; unnamed keys keep the
+config's values. One more run comes first: the checkpoint with no step, through the same
+route (the lr-0 control: with no weight update it is the checkpoint's own prediction, see
+``tests/test_episode_adaptation.py``). Every run is the config's multi-seed test with
+``adaptation_labels='episode'``. The table gives mean mIoU / FBIoU with their 95%
+intervals over the test seeds, the gain over the no-step run, the seconds per episode and
+their ratio to the no-step run (plain evaluation, measured in this invocation); the best
+mIoU is marked. It is written to ``WORK_DIR/sweep.json``.
 
 Choose settings on data that is not evaluated afterwards (e.g. ``data_root`` of a
 held-out split, or another FSS-1000 split): a setting chosen on the test episodes
-carries that selection in its numbers.
+carries that selection in its numbers. Time with one thread per process
+(``OMP_NUM_THREADS=1``) on an otherwise idle machine.
 """
 import argparse
+import ast
 import copy
+import itertools
 import json
 import os.path as osp
 import time
-from typing import Dict, List
+from typing import Any, Dict, List, Sequence, Tuple
 
 from prettytable import PrettyTable
 
 from ifa_mmseg.utils import add_common_args, build_runner, load_config
 
 REPORTED = ('mIoU', 'FBIoU')
+Setting = Dict[str, Any]  # dotted episode_adaptation key -> value
+
+
+def parse_value(text: str) -> Any:
+    """A Python literal (``5``, ``1e-2``, ``None``, ``['backbone.layer3']``), else the text itself (``last_block``)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_grid(items: Sequence[str]) -> List[Setting]:
+    """``['steps=5,10', 'optimizer.lr=1e-2']`` -> every combination, as dotted-key settings."""
+    keys, values = [], []
+    for item in items:
+        key, sep, text = item.partition('=')
+        if not sep or not key or not text:
+            raise argparse.ArgumentTypeError(f'--grid takes KEY=V1,V2,..., got {item!r}')
+        keys.append(key)
+        values.append([parse_value(v) for v in text.split(',')] if not text.startswith('[') else [parse_value(text)])
+    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Sweep steps x lr of per-episode adaptation')
+    parser = argparse.ArgumentParser(description='Sweep per-episode adaptation settings: gain and cost')
     parser.add_argument('config')
     parser.add_argument('checkpoint', help='the checkpoint every episode adapts from (a source model)')
-    parser.add_argument('--steps', type=int, nargs='+', required=True, help='optimizer steps per episode')
-    parser.add_argument('--lr', type=float, nargs='+', required=True, help='learning rates')
+    parser.add_argument('--grid', nargs='+', action='append', required=True, metavar='KEY=V1,V2',
+                        help='episode_adaptation keys and values; every combination runs (repeatable)')
     add_common_args(parser)
     return parser.parse_args()
 
 
-def run_one(cfg, steps: int, lr: float, work_dir: str) -> Dict[str, float]:
-    """The multi-seed test of ``cfg`` with per-episode adaptation of ``steps`` steps at ``lr``."""
+def with_setting(cfg, setting: Setting):
+    """``cfg`` with ``adaptation_labels='episode'`` and ``setting`` merged into its ``episode_adaptation``."""
     cfg = copy.deepcopy(cfg)
     cfg.adaptation_labels = 'episode'
-    cfg.episode_adaptation.steps = steps
-    cfg.episode_adaptation.optimizer.lr = lr
+    cfg.merge_from_dict({f'episode_adaptation.{k}': v for k, v in setting.items()})
+    return cfg
+
+
+def run_one(cfg, work_dir: str) -> Tuple[Dict[str, float], float]:
+    """The multi-seed test of ``cfg`` in ``work_dir``: (metrics, seconds per episode)."""
+    cfg = copy.deepcopy(cfg)
     cfg.work_dir = work_dir
     cfg.experiment_name = osp.basename(work_dir)
     cfg.visualizer.pop('name', None)  # one visualizer (and log dir) per run
-    return build_runner(cfg).test()
+    runner = build_runner(cfg)
+    start = time.perf_counter()
+    metrics = runner.test()
+    episodes = len(runner.test_dataloader.dataset) * len(cfg.test_seeds)
+    return metrics, (time.perf_counter() - start) / episodes
+
+
+def label(setting: Setting) -> str:
+    return ' '.join(f'{k}={v}' for k, v in setting.items()) or 'config'
 
 
 def main() -> None:
     args = parse_args()
-    if min(args.steps) < 1 or min(args.lr) <= 0:
-        raise SystemExit('--steps must be >= 1 and --lr > 0 (the no-step run is always added)')
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
-    grid = [(0, 0.0)] + [(s, lr) for s in args.steps for lr in args.lr]
+    settings = [dict(steps=0)] + [s for items in args.grid for s in parse_grid(items)]
     rows: List[dict] = []
-    for steps, lr in grid:
-        start = time.time()
-        metrics = run_one(cfg, steps, lr, osp.join(cfg.work_dir, f'steps{steps}_lr{lr:g}'))
-        rows.append(dict(steps=steps, lr=lr, seconds=round(time.time() - start, 1),
-                         **{k: metrics[k] for k in REPORTED}, **{f'{k}_ci95': metrics[f'{k}_ci95'] for k in REPORTED}))
-    best = max(rows[1:], key=lambda r: r['mIoU'])
-    table = PrettyTable(['steps', 'lr', *REPORTED, 'seconds', ''])
+    for i, setting in enumerate(settings):
+        run_cfg = with_setting(cfg, setting)
+        metrics, seconds = run_one(run_cfg, osp.join(cfg.work_dir, f'run{i}'))
+        rows.append(dict(setting=setting, episode_adaptation=run_cfg.episode_adaptation.to_dict(),
+                         seconds_per_episode=seconds, **{k: metrics[k] for k in REPORTED},
+                         **{f'{k}_ci95': metrics[f'{k}_ci95'] for k in REPORTED}))
+    control = rows[0]
     for row in rows:
-        table.add_row([row['steps'], f"{row['lr']:g}", *(f"{row[k]:.2f} ± {row[k + '_ci95']:.2f}" for k in REPORTED),
-                       row['seconds'], 'best mIoU' if row is best else ('no step' if row['steps'] == 0 else '')])
+        row['gain'] = {k: row[k] - control[k] for k in REPORTED}
+        row['cost_ratio'] = row['seconds_per_episode'] / control['seconds_per_episode']
+    best = max(rows[1:], key=lambda r: r['mIoU'])
+    table = PrettyTable(['setting', *REPORTED, 'mIoU gain', 's / episode', 'x no step', ''])
+    table.align['setting'] = 'l'
+    for row in rows:
+        table.add_row([label(row['setting']), *(f"{row[k]:.2f} ± {row[k + '_ci95']:.2f}" for k in REPORTED),
+                       f"{row['gain']['mIoU']:+.2f}", f"{row['seconds_per_episode']:.3f}", f"{row['cost_ratio']:.1f}",
+                       'best mIoU' if row is best else ('no step (control)' if row is control else '')])
     print(table.get_string())
-    with open(osp.join(cfg.work_dir, 'sweep.json'), 'w') as f:
+    out = osp.join(cfg.work_dir, 'sweep.json')
+    with open(out, 'w') as f:
         json.dump(dict(config=cfg.filename, checkpoint=args.checkpoint, data_root=cfg.data_root,
-                       test_seeds=list(cfg.test_seeds), test_episodes=cfg.test_episodes,
-                       episode_adaptation=cfg.episode_adaptation.to_dict(), rows=rows, best=best), f, indent=1)
-    print(f"best: steps={best['steps']} lr={best['lr']:g}; table in {osp.join(cfg.work_dir, 'sweep.json')}")
+                       test_seeds=list(cfg.test_seeds), test_episodes=cfg.test_episodes, rows=rows,
+                       best=best, table=table.get_string()), f, indent=1)
+    print(f"best: {label(best['setting'])}; table in {out}")
 
 
 if __name__ == '__main__':

@@ -3,59 +3,71 @@
 ``adaptation_labels='episode'``: before its query is predicted, an episode adapts the
 model on pseudo-query episodes built from its own K supports (an augmented support as
 query, the K supports as supports; official ``ifa.py`` loss and augmentations), then the
-weights return to the checkpoint's. The B episodes of a batch adapt together: each has its
-own copy of the adapted parameters, stacked on a leading episode dimension, and the
-backbone runs once per step for all of them (``torch.func.vmap`` over
-``torch.func.functional_call``; a convolution with per-episode weights becomes one grouped
-convolution). The head is parameter-free and already batched over episodes.
+weights return to the checkpoint's.
 
-Independent by construction: episode b's loss depends only on its own weights and
-images, the total loss is the sum of the per-episode losses (so each copy's gradient is
-its own loss's), and the optimizer acts elementwise.
+What is frozen is computed once: every image of an episode (its V pseudo-queries, its K
+supports, its query) goes once through the backbone up to the first adapted parameter
+(:class:`FeatureSplit`), in one batched pass; each step then runs only the rest of the
+backbone, forward and backward, on that step's pseudo-queries and the supports.
+
+Two engines compute the same function:
+
+* ``'loop'`` (default): the episodes one after another, each with its own weight copy and
+  the ordinary kernels. Independent by construction: an episode's computation never sees
+  another's tensors.
+* ``'vmap'``: the B episodes of a batch together, their weight copies stacked on a leading
+  dimension (``torch.func.vmap`` over ``torch.func.functional_call``; a convolution with
+  per-episode weights becomes a grouped convolution). Independent because the total loss
+  is the sum of the per-episode losses and the optimizer acts elementwise; on CPU its
+  convolutions run in PyTorch's own kernels (:func:`batch_invariant_convolutions`). On CPU
+  it is slower than the loop (``docs/benchmarks.md``); on GPUs no test has yet shown an
+  episode alone equal to the same episode in a batch.
 """
+import copy
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Sequence, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.registry import OPTIMIZERS
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .feature_split import FeatureSplit, backbone_blocks, owns
 
 Params = Dict[str, Tensor]  # parameter name -> per-episode weights [B, *shape]
 # torch optimizers whose update of an element depends on that element's gradient history only
 ELEMENTWISE_OPTIMIZERS = ('SGD', 'Adam', 'AdamW', 'Adamax', 'NAdam', 'RAdam', 'RMSprop', 'Adagrad', 'Adadelta')
+ENGINES = ('loop', 'vmap')
+PARAM_CHOICES = ('trainable', 'last_block')
+# The per-episode adaptation recipes; a config's episode_adaptation names one (``recipe``; the default
+# one is named in configs/_base_/default_runtime.py) and may override any of its keys. 'full': IFA's trained parameters, a new pseudo-query for every use (the sweep
+# that chose steps and lr: docs/demo.md). 'light': the backbone's last block only, a fixed bank of views
+# featurised once (the sweep that chose it, and its cost and gain against 'full': docs/benchmarks.md).
+EPISODE_RECIPES: Dict[str, dict] = dict(
+    full=dict(steps=20, queries_per_step=2, views=None, params='trainable',
+              optimizer=dict(type='SGD', lr=5e-4, momentum=0.9, weight_decay=5e-4)),
+    light=dict(steps=5, queries_per_step=2, views=4, params='last_block',
+               optimizer=dict(type='SGD', lr=1e-2, momentum=0.9, weight_decay=5e-4)),
+)
 
 
-class _Features(nn.Module):
-    """A segmentor's ``extract_feat`` as a module's forward, for ``functional_call``."""
-
-    def __init__(self, segmentor: nn.Module) -> None:
-        super().__init__()
-        self.segmentor = segmentor
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.segmentor.extract_feat(images)
-
-
-def episode_features(segmentor: nn.Module, params: Params, images: Tensor) -> Tensor:
-    """Features of every episode's images under that episode's weights.
-
-    Args:
-        segmentor: a module with ``extract_feat`` ([N, 3, H, W] -> [N, C, h, w]).
-        params: per-episode weights, parameter name -> [B, *shape]; the other
-            parameters and buffers are the segmentor's.
-        images: [B, N, 3, H, W], N images per episode.
-
-    Returns:
-        [B, N, C, h, w].
-    """
-    module = _Features(segmentor)
-
-    def one_episode(p: Params, x: Tensor) -> Tensor:
-        return functional_call(module, {f'segmentor.{k}': v for k, v in p.items()}, (x, ))
-
-    with batch_invariant_convolutions(images.device):
-        return vmap(one_episode)(params, images)
+def episode_adaptation_settings(settings: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """Complete :class:`EpisodeAdapter` settings: those of ``settings['recipe']`` (:data:`EPISODE_RECIPES`)
+    with the other stated keys over them (``optimizer`` key by key)."""
+    settings = dict(settings or {})
+    recipe = settings.pop('recipe', None)
+    if recipe not in EPISODE_RECIPES:
+        raise ValueError(f'episode adaptation: recipe must be one of {sorted(EPISODE_RECIPES)} '
+                         f'(episode_adaptation.recipe), got {recipe!r}')
+    full = copy.deepcopy(EPISODE_RECIPES[recipe])
+    optimizer = settings.pop('optimizer', None) or {}
+    full.update(settings)
+    if optimizer.get('type', full['optimizer']['type']) != full['optimizer']['type']:
+        full['optimizer'] = dict(optimizer)  # another optimizer: none of the recipe's arguments
+    else:
+        full['optimizer'].update(optimizer)
+    return full
 
 
 @contextmanager
@@ -63,10 +75,9 @@ def batch_invariant_convolutions(device: torch.device) -> Iterator[None]:
     """On CPU, convolutions (forward and backward) by PyTorch's own kernels instead of oneDNN's.
 
     vmap runs a convolution with per-episode weights as one grouped convolution. oneDNN's
-    grouped convolution with few input channels per group (an adapted RGB stem) rounds
-    differently for different group counts, i.e. batch sizes, and adaptation amplifies
-    that; PyTorch's kernel computes each group alone, so an episode's result does not
-    depend on the others in its batch.
+    grouped convolution rounds differently for different group counts, i.e. batch sizes,
+    and adaptation amplifies that; PyTorch's kernel computes each group alone, so an
+    episode's result does not depend on the others in its batch.
     """
     if device.type != 'cpu':
         yield
@@ -79,66 +90,131 @@ def batch_invariant_convolutions(device: torch.device) -> Iterator[None]:
         torch.backends.mkldnn.enabled = previous
 
 
+def adapted_features(segmentor: nn.Module, params: Dict[str, Tensor], images: Tensor) -> Tensor:
+    """``segmentor.extract_feat(images)`` under one episode's weights.
+
+    Args:
+        segmentor: a module with ``backbone``, ``extract_feat`` and ``in_index``.
+        params: parameter name -> weights (one episode's, no leading episode dimension).
+        images: [N, 3, H, W].
+
+    Returns:
+        [N, C, h, w].
+    """
+    split = FeatureSplit(segmentor, list(params))
+    return functional_call(split, _under_split(params), (split.prefix(images), ))
+
+
+def _under_split(params: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """Segmentor parameter names as :class:`FeatureSplit` holds them."""
+    return {f'segmentor.{k}': v for k, v in params.items()}
+
+
 class EpisodeAdapter:
     """Adapts per-episode copies of a segmentor's weights on each episode's pseudo-queries.
 
-    Each of ``steps`` steps takes the next ``queries_per_step`` pseudo-queries of every
-    episode (augmented copies of its supports, built by the data pipeline), forms one
-    pseudo-episode per pseudo-query (that query against the episode's K supports), and
-    makes one optimizer step on the sum over episodes of each episode's IFA loss (the
-    head's ``loss_weights``, averaged over its own pseudo-episodes). BatchNorm keeps the
-    mode the model is in (eval at test time: running statistics, nothing updated).
+    Each episode carries V pseudo-queries (augmented copies of its supports, built by the
+    data pipeline). Step ``s`` takes ``queries_per_step`` of them, cycling through the V
+    (views ``s*P .. s*P + P - 1`` modulo V), forms one pseudo-episode per pseudo-query (that
+    query against the episode's K supports), and makes one optimizer step on the episode's
+    IFA loss (the head's ``loss_weights``, averaged over its pseudo-episodes). BatchNorm
+    keeps the mode the model is in (eval at test time: running statistics, nothing updated)
+    and its affine parameters never adapt.
+
+    Its settings usually come from a config's ``episode_adaptation`` through
+    :meth:`from_settings` (a recipe of :data:`EPISODE_RECIPES` and overrides).
 
     Args:
-        steps: optimizer steps per episode; 0 leaves the weights as they are.
-        queries_per_step: pseudo-queries (pseudo-episodes) per episode and step.
+        steps: optimizer steps per episode; 0 leaves the weights as they are (and needs no
+            pseudo-query).
+        queries_per_step: pseudo-queries (pseudo-episodes) per step, P.
         optimizer: an elementwise torch optimizer config (``ELEMENTWISE_OPTIMIZERS``),
             e.g. ``dict(type='SGD', lr=1e-3, momentum=0.9)``.
         params: which parameters adapt: ``'trainable'`` (those with ``requires_grad``,
-            the ones IFA trains) or a list of name prefixes (e.g. ``['backbone.layer3']``).
+            the ones IFA trains), ``'last_block'`` (the backbone's last block: a residual
+            block, a transformer layer with the final norm) or a list of name prefixes
+            (e.g. ``['backbone.layer3']``). BatchNorm parameters are never taken.
+        views: V, the pseudo-queries drawn per episode and reused across steps (a fixed
+            bank, featurised once up to the first adapted parameter); ``None``: a new one
+            for every use, V = ``steps * queries_per_step``.
+        engine: ``'loop'`` or ``'vmap'`` (see the module docstring).
     """
 
     def __init__(self,
-                 steps: int = 10,
-                 queries_per_step: int = 1,
-                 optimizer: dict = dict(type='SGD', lr=5e-4, momentum=0.9, weight_decay=5e-4),
-                 params: Union[str, Sequence[str]] = 'trainable') -> None:
+                 steps: int,
+                 queries_per_step: int,
+                 optimizer: dict,
+                 params: Union[str, Sequence[str]],
+                 views: Optional[int] = None,
+                 engine: str = 'loop') -> None:
         if not isinstance(steps, int) or steps < 0:
             raise ValueError(f'episode adaptation: steps must be a whole number >= 0, got {steps!r}')
         if not isinstance(queries_per_step, int) or queries_per_step < 1:
             raise ValueError(f'episode adaptation: queries_per_step must be a whole number >= 1, '
                              f'got {queries_per_step!r}')
+        if views is not None and (not isinstance(views, int) or views < queries_per_step):
+            raise ValueError(f'episode adaptation: views must be None or a whole number >= queries_per_step '
+                             f'({queries_per_step}), got {views!r}')
+        if engine not in ENGINES:
+            raise ValueError(f'episode adaptation: engine must be one of {ENGINES}, got {engine!r}')
         optimizer = dict(optimizer)
         if optimizer.get('type') not in ELEMENTWISE_OPTIMIZERS:
             raise ValueError(f'episode adaptation: optimizer type {optimizer.get("type")!r} is not one of '
                              f'{ELEMENTWISE_OPTIMIZERS}, whose updates act element by element: another could mix '
                              "the episodes' weight copies (e.g. a norm over the whole tensor)")
-        if params != 'trainable' and (isinstance(params, str) or not params):
-            raise ValueError(f"episode adaptation: params must be 'trainable' or a list of parameter name prefixes, "
-                             f'got {params!r}')
+        if params not in PARAM_CHOICES and (isinstance(params, str) or not params):
+            raise ValueError(f'episode adaptation: params must be one of {PARAM_CHOICES} or a list of parameter '
+                             f'name prefixes, got {params!r}')
         self.steps = steps
         self.queries_per_step = queries_per_step
         self.optimizer = optimizer
-        self.params = params if params == 'trainable' else tuple(params)
+        self.params = params if params in PARAM_CHOICES else tuple(params)
+        self.views = views
+        self.engine = engine
+
+    @classmethod
+    def from_settings(cls, settings: Optional[Mapping[str, Any]] = None) -> 'EpisodeAdapter':
+        """The adapter of a config's ``episode_adaptation`` (:func:`episode_adaptation_settings`)."""
+        return cls(**episode_adaptation_settings(settings))
 
     @property
     def num_queries(self) -> int:
-        """Pseudo-queries an episode needs: ``steps * queries_per_step``."""
-        return self.steps * self.queries_per_step
+        """Pseudo-queries an episode needs: V (``views``, or ``steps * queries_per_step``); 0 without steps."""
+        if self.steps == 0:
+            return 0
+        return self.views if self.views is not None else self.steps * self.queries_per_step
+
+    def view_indices(self, step: int) -> List[int]:
+        """The pseudo-queries (indices into the V) that step ``step`` uses."""
+        p = self.queries_per_step
+        return [(step * p + i) % self.num_queries for i in range(p)]
 
     def parameter_names(self, model: nn.Module) -> List[str]:
-        """The names of the parameters that adapt."""
-        named = list(model.named_parameters())
+        """The names of the parameters that adapt (never a BatchNorm's)."""
+        batchnorm = {f'{m}.{n}' for m, module in model.named_modules() if isinstance(module, _BatchNorm)
+                     for n, _ in module.named_parameters(recurse=False)}
+        named = [(n, p) for n, p in model.named_parameters() if n not in batchnorm]
         if self.params == 'trainable':
             names = [n for n, p in named if p.requires_grad]
         else:
-            names = [n for n, _ in named if any(n == pre or n.startswith(pre + '.') for pre in self.params)]
-            unmatched = [pre for pre in self.params if not any(n == pre or n.startswith(pre + '.') for n, _ in named)]
+            prefixes = self.params if self.params != 'last_block' else self._last_block(model)
+            names = [n for n, _ in named if owns(prefixes, n)]
+            unmatched = [pre for pre in prefixes if not any(owns((pre, ), n) for n, _ in named)]
             if unmatched:
-                raise ValueError(f'episode adaptation: no parameter of the model is named {unmatched} (or below it)')
+                raise ValueError(f'episode adaptation: no parameter of the model is named {unmatched} (or below it), '
+                                 'BatchNorm parameters aside')
         if not names:
             raise ValueError('episode adaptation: no parameter adapts (params=%r)' % (self.params, ))
         return names
+
+    @staticmethod
+    def _last_block(model: nn.Module) -> Tuple[str, ...]:
+        blocks = backbone_blocks(model.backbone)
+        if blocks is None:
+            raise ValueError(f"episode adaptation: params='last_block' needs a backbone whose blocks are known "
+                             f'(ifa_mmseg.models.adaptation.feature_split.BACKBONE_BLOCKS), not '
+                             f'{type(model.backbone).__name__}; name the parameters instead')
+        return tuple(f'backbone.{p}' for p in blocks[-1].owns)
 
     def initial_params(self, model: nn.Module, num_episodes: int) -> Params:
         """Per-episode copies [B, *shape] of the adapting parameters, as the model holds them."""
@@ -152,46 +228,151 @@ class EpisodeAdapter:
 
         Args:
             model: an :class:`~ifa_mmseg.models.IFASegmentor` (``extract_feat`` and an IFA-style
-                ``decode_head`` with ``episode_losses``).
+                ``decode_head``).
             supports: [B, K, 3, H, W] normalised support images.
             support_masks: [B, K, H, W] binary support masks.
-            queries: [B, N, 3, H, W] normalised pseudo-queries, N = :attr:`num_queries`.
-            query_masks: [B, N, H, W] their masks.
+            queries: [B, V, 3, H, W] normalised pseudo-queries, V = :attr:`num_queries`.
+            query_masks: [B, V, H, W] their masks.
 
         Returns:
             Parameter name -> [B, *shape] weights after :attr:`steps` steps.
         """
+        return self._run(model, None, supports, support_masks, queries, query_masks)[0]
+
+    def features(self, model: nn.Module, images: Tensor, supports: Tensor, support_masks: Tensor,
+                 queries: Optional[Tensor], query_masks: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        """Features of each episode's query and supports under its adapted weights.
+
+        As :meth:`adapt`, plus ``images`` [B, 3, H, W], the episodes' queries; the frozen
+        part of their features is computed in the same pass as the pseudo-queries'.
+        ``queries``/``query_masks`` may be ``None`` without steps.
+
+        Returns:
+            [B, C, h, w] query features and [K*B, C, h, w] support features, shot-major (row ``k*B + b``).
+        """
+        feats = self._run(model, images, supports, support_masks, queries, query_masks)[1]
+        return feats[:, 0], feats[:, 1:].transpose(0, 1).flatten(0, 1)
+
+    def _run(self, model: nn.Module, images: Optional[Tensor], supports: Tensor, support_masks: Tensor,
+             queries: Optional[Tensor], query_masks: Optional[Tensor]) -> Tuple[Params, Optional[Tensor]]:
+        """(adapted weights [B, *shape], features [B, 1+K, C, h, w] of each query and its supports or ``None``)."""
         b, k = supports.shape[:2]
-        p = self.queries_per_step
-        if queries.shape[1] != self.num_queries:
-            raise ValueError(f'episode adaptation: {self.steps} steps of {p} pseudo-queries need {self.num_queries} '
-                             f'per episode, got {queries.shape[1]}')
+        v = self.num_queries
+        if v and (queries is None or queries.shape[1] != v):
+            got = 'none' if queries is None else queries.shape[1]
+            raise ValueError(f'episode adaptation: {self.steps} steps over {v} pseudo-queries per episode '
+                             f'(views={self.views}, queries_per_step={self.queries_per_step}) need {v}, got {got}')
         head = model.decode_head
         if k > 1 and getattr(head, 'support_order', 'correct') != 'correct':
             raise ValueError("episode adaptation needs decode_head.support_order='correct': the official K>1 order "
                              'pairs support rows with other episodes')
+        names = self.parameter_names(model)
+        split = FeatureSplit(model, names)
+        # every image of an episode through the frozen prefix at once: views, supports, its query
+        own = [supports] if queries is None else [queries[:, :v], supports]
+        stacked = torch.cat(own + ([] if images is None else [images[:, None]]), 1).to(supports.dtype)
+        shape = supports.shape[-2:]
+        if self.engine == 'loop':  # one episode's prefix at a time: memory does not grow with the batch
+            episodes = [self._adapt_episode(model, split, names, split.prefix(stacked[e]), support_masks[e],
+                                            None if queries is None else query_masks[e], shape, images is not None)
+                        for e in range(b)]
+            params = {n: torch.stack([p[n] for p, _ in episodes]) for n in names}
+            return params, None if images is None else torch.stack([f for _, f in episodes])
+        prefix = torch.stack([split.prefix(x) for x in stacked])
+        return self._adapt_batch(model, split, names, prefix, support_masks, query_masks, shape, images is not None)
+
+    def _pseudo_episodes(self, feats: Tensor, support_masks: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """One step's pseudo-episodes of one episode.
+
+        Args:
+            feats: [P + K, C, h, w]: the step's pseudo-queries, then the supports.
+            support_masks: [K, H, W].
+
+        Returns:
+            Query features [P, C, h, w], support features [K*P, C, h, w] and masks [K*P, H, W], shot-major.
+        """
+        p = self.queries_per_step
+        k = support_masks.shape[0]
+        feat_s = feats[p:, None].expand(k, p, *feats.shape[1:]).flatten(0, 1)
+        return feats[:p], feat_s, support_masks[:, None].expand(k, p, *support_masks.shape[1:]).flatten(0, 1)
+
+    def _optimizer(self, params: Params) -> torch.optim.Optimizer:
+        return OPTIMIZERS.build(dict(self.optimizer, params=list(params.values())))
+
+    def _adapt_episode(self, model: nn.Module, split: FeatureSplit, names: List[str], prefix: Tensor,
+                       support_masks: Tensor, query_masks: Optional[Tensor], size: torch.Size,
+                       with_image: bool) -> Tuple[Dict[str, Tensor], Optional[Tensor]]:
+        """The ``'loop'`` engine on one episode.
+
+        Args:
+            prefix: [V + K (+ 1), ...] frozen-prefix outputs of its pseudo-queries, supports (and query).
+            support_masks: [K, H, W]; query_masks: [V, H, W].
+
+        Returns:
+            Its adapted weights (name -> [*shape]) and, with its query, [1 + K, C, h, w] features.
+        """
+        v, k = self.num_queries, support_masks.shape[0]
+        own = dict(model.named_parameters())
+        params = {n: own[n].detach().clone().requires_grad_(self.steps > 0) for n in names}
+        head = model.decode_head
+        if self.steps:
+            optimizer = self._optimizer(params)
+            with torch.enable_grad():
+                for step in range(self.steps):
+                    views = self.view_indices(step)
+                    feats = functional_call(split, _under_split(params),
+                                            (torch.cat((prefix[views], prefix[v:v + k])), ))
+                    feat_q, feat_s, masks = self._pseudo_episodes(feats, support_masks)
+                    step_masks = query_masks[views]
+                    logits = head(feat_q, feat_s, masks.to(feat_s.dtype), query_mask=step_masks, size=size,
+                                  training=True)
+                    sum(head.loss(logits, step_masks, masks).values()).backward()
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    del feats, feat_q, feat_s, logits  # not alive beside the next step's activations
+        params = {n: p.detach() for n, p in params.items()}
+        if not with_image:
+            return params, None
+        with torch.no_grad():
+            feats = functional_call(split, _under_split(params), (torch.cat((prefix[v + k:], prefix[v:v + k])), ))
+        return params, feats
+
+    def _adapt_batch(self, model: nn.Module, split: FeatureSplit, names: List[str], prefix: Tensor,
+                     support_masks: Tensor, query_masks: Optional[Tensor], size: torch.Size,
+                     with_image: bool) -> Tuple[Params, Optional[Tensor]]:
+        """The ``'vmap'`` engine: all B episodes at once (``prefix``: [B, V + K (+ 1), ...])."""
+        b, k = support_masks.shape[:2]
+        v, p = self.num_queries, self.queries_per_step
         params = self.initial_params(model, b)
-        if self.steps == 0:
-            return params
-        for value in params.values():
-            value.requires_grad_(True)
-        optimizer = OPTIMIZERS.build(dict(self.optimizer, params=list(params.values())))
-        # pseudo-episode e = b * p + i (query i of episode b); its K support rows are shot-major
-        group = torch.arange(b, device=supports.device).repeat_interleave(p)
-        support_masks_rows = support_masks.transpose(0, 1)[:, :, None].expand(k, b, p, *support_masks.shape[2:])
-        support_masks_rows = support_masks_rows.flatten(0, 2)
-        with torch.enable_grad(), batch_invariant_convolutions(supports.device):
-            for step in range(self.steps):
-                step_queries = queries[:, step * p:(step + 1) * p]
-                step_masks = query_masks[:, step * p:(step + 1) * p].flatten(0, 1)
-                feats = episode_features(model, params, torch.cat((step_queries, supports), 1))
-                feat_q = feats[:, :p].flatten(0, 1)
-                feat_s = feats[:, p:].transpose(0, 1)[:, :, None].expand(k, b, p, *feats.shape[2:]).flatten(0, 2)
-                logits = head(feat_q, feat_s, support_masks_rows.to(feat_s.dtype), query_mask=step_masks,
-                              size=queries.shape[-2:], training=True)
-                losses = head.episode_losses(logits, step_masks, support_masks_rows, group, b)
-                optimizer.zero_grad(set_to_none=True)
-                torch.stack([loss.sum() for loss in losses.values()]).sum().backward()
-                optimizer.step()
-                del feats, feat_q, feat_s, logits, losses  # not alive beside the next step's activations
-        return {n: v.detach() for n, v in params.items()}
+        head = model.decode_head
+
+        def suffix(x: Tensor, weights: Params) -> Tensor:
+            return vmap(lambda w, y: functional_call(split, _under_split(w), (y, )))(weights, x)
+
+        if self.steps:
+            for value in params.values():
+                value.requires_grad_(True)
+            optimizer = self._optimizer(params)
+            # pseudo-episode e = b * P + i (query i of episode b); its K support rows are shot-major
+            group = torch.arange(b, device=support_masks.device).repeat_interleave(p)
+            mask_rows = support_masks.transpose(0, 1)[:, :, None].expand(k, b, p, *support_masks.shape[2:])
+            mask_rows = mask_rows.flatten(0, 2)
+            with torch.enable_grad(), batch_invariant_convolutions(support_masks.device):
+                for step in range(self.steps):
+                    views = self.view_indices(step)
+                    step_masks = query_masks[:, views].flatten(0, 1)
+                    feats = suffix(torch.cat((prefix[:, views], prefix[:, v:v + k]), 1), params)
+                    feat_q = feats[:, :p].flatten(0, 1)
+                    feat_s = feats[:, p:].transpose(0, 1)[:, :, None].expand(k, b, p, *feats.shape[2:]).flatten(0, 2)
+                    logits = head(feat_q, feat_s, mask_rows.to(feat_s.dtype), query_mask=step_masks, size=size,
+                                  training=True)
+                    losses = head.episode_losses(logits, step_masks, mask_rows, group, b)
+                    torch.stack([loss.sum() for loss in losses.values()]).sum().backward()
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    del feats, feat_q, feat_s, logits, losses  # not alive beside the next step's activations
+        params = {n: value.detach() for n, value in params.items()}
+        if not with_image:
+            return params, None
+        with torch.no_grad(), batch_invariant_convolutions(support_masks.device):
+            return params, suffix(torch.cat((prefix[:, v + k:], prefix[:, v:v + k]), 1), params)

@@ -9,7 +9,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList
 from torch import Tensor
 
-from ..adaptation import EpisodeAdapter, Params, episode_features
+from ..adaptation import EpisodeAdapter, Params, adapted_features
 
 
 @MODELS.register_module()
@@ -58,7 +58,7 @@ class IFASegmentor(BaseSegmentor):
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg or {}
         adaptation = self.test_cfg.get('episode_adaptation')
-        self.episode_adapter = EpisodeAdapter(**adaptation) if adaptation else None
+        self.episode_adapter = EpisodeAdapter.from_settings(adaptation) if adaptation else None
         if self.episode_adapter is not None:
             self.episode_adapter.parameter_names(self)  # refuse unknown names now, not at the first episode
 
@@ -90,7 +90,9 @@ class IFASegmentor(BaseSegmentor):
             feats = self.extract_feat(torch.cat((query, supports.transpose(0, 1).flatten(0, 1))))
             feat_q, feat_s = feats[:b], feats[b:]
         else:
-            feats = episode_features(self, params, torch.cat((query[:, None], supports), 1))
+            feats = torch.stack([adapted_features(self, {n: v[e] for n, v in params.items()},
+                                                  torch.cat((query[e:e + 1], supports[e])))
+                                 for e in range(b)])
             feat_q, feat_s = feats[:, 0], feats[:, 1:].transpose(0, 1).flatten(0, 1)
         return self.decode_head(
             feat_q, feat_s, support_masks.transpose(0, 1).flatten(0, 1).to(feat_q.dtype),
@@ -121,11 +123,17 @@ class IFASegmentor(BaseSegmentor):
         """[B, 2, H, W] prediction logits (refined if the head refines), after per-episode adaptation
         when ``test_cfg.episode_adaptation`` is set."""
         supports, masks = self._episode_tensors(inputs, data_samples)
-        return self._prediction(self.forward_episode(inputs, supports, masks,
-                                                     params=self.adapt_episodes(supports, masks, data_samples)))
+        queries = self._pseudo_queries(data_samples)
+        if queries is None:
+            return self._prediction(self.forward_episode(inputs, supports, masks))
+        feat_q, feat_s = self.episode_adapter.features(self, inputs, supports, masks, *queries)
+        logits = self.decode_head(feat_q, feat_s, masks.transpose(0, 1).flatten(0, 1).to(feat_q.dtype),
+                                  size=inputs.shape[-2:], training=False)
+        return self._prediction(logits)
 
-    def adapt_episodes(self, supports: Tensor, support_masks: Tensor, data_samples: SampleList) -> Optional[Params]:
-        """Per-episode weights adapted on the samples' pseudo-queries, or ``None`` without episode adaptation.
+    def _pseudo_queries(self, data_samples: SampleList) -> Optional[Tuple[Optional[Tensor], Optional[Tensor]]]:
+        """The samples' pseudo-queries [B, V, 3, H, W] and masks [B, V, H, W] for per-episode adaptation
+        (``None, None`` when it takes no step), or ``None`` without per-episode adaptation.
 
         Raises:
             ValueError: the samples carry pseudo-queries but the model does not adapt, or
@@ -138,17 +146,17 @@ class IFASegmentor(BaseSegmentor):
                                  "episode_adaptation: set adaptation_labels='episode' for both")
             return None
         if self.episode_adapter.num_queries == 0:  # no step: the checkpoint's weights, by the same route
-            return self.episode_adapter.initial_params(self, len(data_samples))
+            return None, None
         if not all(carried):
             raise ValueError("model.test_cfg.episode_adaptation needs every episode's pseudo-queries (adapt_imgs, "
                              "adapt_masks): the test dataset's adapt_queries, set by adaptation_labels='episode'")
-        queries = torch.stack([s.adapt_imgs for s in data_samples]).to(supports.dtype)
-        query_masks = torch.stack([s.adapt_masks for s in data_samples])
-        return self.episode_adapter.adapt(self, supports, support_masks, queries, query_masks)
+        return (torch.stack([s.adapt_imgs for s in data_samples]),
+                torch.stack([s.adapt_masks for s in data_samples]))
 
     def _features(self, images: Tensor, params: Optional[Params]) -> Tensor:
         """[N, 3, H, W] -> [N, C, h, w] under the model's weights or one episode's (name -> [1, *shape])."""
-        return self.extract_feat(images) if params is None else episode_features(self, params, images[None])[0]
+        return self.extract_feat(images) if params is None else adapted_features(
+            self, {n: v[0] for n, v in params.items()}, images)
 
     def encode_support(self, supports: Tensor, support_masks: Tensor,
                        params: Optional[Params] = None) -> Tuple[Tensor, Tensor]:
