@@ -159,3 +159,36 @@ def test_which_parameters_adapt(root):
     assert names and not any('.bn' in n or 'downsample.1' in n for n in names)
     with pytest.raises(ValueError, match=r"no parameter of the model is named \['backbone.layer3.0.bn1'\]"):
         EpisodeAdapter(steps=1, queries_per_step=1, optimizer=SGD, params=['backbone.layer3.0.bn1']).parameter_names(r18)
+
+
+def test_loop_engine_workers_give_the_single_threaded_result(root):
+    """With T > 1 intra-op threads the loop engine runs episodes in T single-threaded workers: each episode's
+    logits equal its logits alone and with one thread, bit for bit."""
+    model = demo_r18(root)
+    adapter = EpisodeAdapter(steps=2, queries_per_step=1, optimizer=SGD, params='trainable')
+    data = episodes(48, b=3, v=2)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = predict(model, adapter, data)
+        torch.set_num_threads(2)
+        workers = predict(model, adapter, data)
+        assert torch.get_num_threads() == 2  # restored after the workers
+        alone = predict(model, adapter, tuple(x[1:2] for x in data))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(workers, single)
+    assert torch.equal(alone[0], workers[1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+@pytest.mark.parametrize('engine', ['loop', 'vmap'])
+def test_on_cuda_an_episode_alone_equals_it_in_a_batch(root, engine):
+    """The GPU check of the 'vmap' engine (README: untested on GPUs until this test has run on one)."""
+    model = demo_r18(root).cuda()
+    adapter = EpisodeAdapter(steps=3, queries_per_step=2, optimizer=SGD, params='trainable', engine=engine)
+    data = tuple(x.cuda() for x in episodes(48, b=4, v=6))
+    batch = predict(model, adapter, data)
+    for i in range(4):
+        assert (predict(model, adapter, tuple(x[i:i + 1] for x in data))[0] - batch[i]).abs().max() <= TOL, i
+    assert (predict(model, adapter, tuple(x.flip(0) for x in data)).flip(0) - batch).abs().max() <= TOL

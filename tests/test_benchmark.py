@@ -1,8 +1,6 @@
 """tools/analysis_tools/benchmark.py at a tiny size, without the official code (issue 7)."""
 import os
 
-import pytest
-
 from tests.helpers.scripts import ROOT, load_script
 
 CONFIG = os.path.join(ROOT, 'configs', 'ifa', 'deepglobe_1shot.py')
@@ -54,47 +52,3 @@ def test_gpu_check_smoke_on_cpu(capsys, tmp_path):
         assert r['rel_diff'] <= (1e-5 if r['amp'] == 'fp32' else 5e-2), r
     assert sum('masked vs select' in line for line in lines) == 6
     assert sum('bf16 vs fp32' in line for line in lines) == 6
-
-
-DEMO = os.path.join(ROOT, 'configs', 'demo', 'deepglobe.py')
-
-
-def test_adapted_evaluation_table(capsys, tmp_path):
-    """--adapted: plain and adapted evaluation rows of the demo model, and their ratio row (tiny, B=2, 1 step)."""
-    import json
-    script = load_script('tools/analysis_tools/benchmark.py')
-    out = tmp_path / 'adapted.json'
-    assert script.main([DEMO, '--adapted', '--size', '32', '--cases', '2x1', '--adapt-steps', '1', '--repeats', '1',
-                        '--json', str(out)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith('cpu: ') and 'images 32x32' in lines[2]
-    assert any(line.startswith('demo/deepglobe: episode_adaptation') and '"steps": 1' in line for line in lines)
-    header = next(i for i, line in enumerate(lines) if line.startswith('config') and 'eval' in line.split())
-    assert lines[header].split() == ['config', 'dev', 'eval', 'B', 'K', 'size', 'steps', 'q/st', 's/batch',
-                                     '[min-max]', 's/ep', 'ep/s', 'GB', 'pk', '+batch']
-    rows = [line.split() for line in lines[header + 1:header + 3]]
-    assert [row[:8] for row in rows] == [['demo/deepglobe', 'cpu', 'plain', '2', '1', '32', '-', '-'],
-                                         ['demo/deepglobe', 'cpu', 'adapted', '2', '1', '32', '1', '2']]
-    for row in rows:
-        low, high = map(float, row[9].strip('[]').split('-'))
-        assert low <= float(row[8]) <= high and float(row[12]) >= float(row[13]) >= 0  # median in [min-max]; memory
-    ratio = next(i for i, line in enumerate(lines) if line.startswith('config') and 'time' in line.split())
-    assert lines[ratio].split() == ['config', 'dev', 'B', 'K', 'size', 'steps', 'time', 'x', '+s/ep', '+batch', 'x',
-                                    'rel', 'diff']
-    row = lines[ratio + 1].split()
-    assert row[:6] == ['demo/deepglobe', 'cpu', '2', '1', '32', '1'] and float(row[6]) > 0 and float(row[9]) > 0
-    assert not any(line.startswith('failed:') for line in lines)
-    assert lines[-1].startswith('load average at the end')
-    results = json.loads(out.read_text())['results']
-    assert [(r['mode'], len(r['times'])) for r in results] == [('plain', 1), ('adapted', 1)]
-
-
-def test_adapted_needs_the_flag_for_several_configs():
-    script = load_script('tools/analysis_tools/benchmark.py')
-    with pytest.raises(SystemExit):
-        script.parse_args([CONFIG, DEMO])
-    with pytest.raises(SystemExit):
-        script.parse_args([CONFIG, '--adapt-steps', '1'])
-    args = script.parse_args([CONFIG, DEMO, '--adapted'])
-    assert args.size == script.ADAPTED_SIZE and args.cases == [(12, 1)] and args.config == [CONFIG, DEMO]
-    assert script.parse_args([CONFIG]).size == 400

@@ -19,7 +19,7 @@ from mmseg.registry import DATASETS, MODELS
 from ifa_mmseg.datasets import fewshot_collate, make_synthetic_benchmark
 from ifa_mmseg.engine import FewShotRunner
 from ifa_mmseg.engine.protocol import ProtocolError, resolve_protocol
-from ifa_mmseg.models import EpisodeAdapter
+from ifa_mmseg.models import EPISODE_RECIPES, EpisodeAdapter, episode_adaptation_settings
 from ifa_mmseg.models.heads.ifa_head import grouped_cross_entropy
 
 from tests.helpers import fake_layouts
@@ -97,14 +97,16 @@ def test_every_target_config_resolves_episode_adaptation(root, path):
     """One key turns it on everywhere it acts; a single override of its settings reaches both places."""
     cfg = resolved(os.path.join(root, path), adaptation_labels='episode')
     settings = cfg.episode_adaptation
-    assert cfg.test_dataloader.dataset.adapt_queries == settings.steps * settings.queries_per_step > 0
+    assert cfg.test_dataloader.dataset.adapt_queries == EpisodeAdapter.from_settings(settings).num_queries > 0
     assert cfg.model.test_cfg.episode_adaptation == settings
-    assert cfg.protocol['episode_adaptation'] == settings.to_dict()
-    cfg = resolved(os.path.join(root, path), adaptation_labels='episode', **{'episode_adaptation.steps': 3,
+    assert cfg.protocol['episode_adaptation'] == episode_adaptation_settings(settings)  # the recipe, spelt out
+    cfg = resolved(os.path.join(root, path), adaptation_labels='episode', **{'episode_adaptation.recipe': 'full',
+                                                                             'episode_adaptation.steps': 3,
                                                                              'episode_adaptation.optimizer.lr': 0.1})
-    assert cfg.test_dataloader.dataset.adapt_queries == 3 * settings.queries_per_step
+    assert cfg.test_dataloader.dataset.adapt_queries == 3 * EPISODE_RECIPES['full']['queries_per_step']
     assert cfg.model.test_cfg.episode_adaptation.steps == 3
     assert cfg.model.test_cfg.episode_adaptation.optimizer.lr == 0.1
+    assert cfg.protocol['episode_adaptation']['optimizer'] == dict(EPISODE_RECIPES['full']['optimizer'], lr=0.1)
     plain = resolved(os.path.join(root, path))
     assert 'adapt_queries' not in plain.test_dataloader.dataset
     assert 'episode_adaptation' not in (plain.model.get('test_cfg') or {})
@@ -230,7 +232,7 @@ def test_two_runs_are_identical(setup):
 
 def test_optimizer_acts_per_episode():
     """Every allowed optimizer updates each episode's copy from that copy's gradient only."""
-    adapter = EpisodeAdapter(optimizer=dict(type='Adam', lr=0.1))
+    adapter = EpisodeAdapter.from_settings(dict(recipe='full', optimizer=dict(type='Adam', lr=0.1)))
     from mmengine.registry import OPTIMIZERS
     torch.manual_seed(0)
     weights = torch.randn(3, 4, requires_grad=True)
@@ -240,7 +242,7 @@ def test_optimizer_acts_per_episode():
     optimizer.step()
     assert torch.equal(weights[1].detach(), start[1])
     with pytest.raises(ValueError, match="'LARS' is not one of"):
-        EpisodeAdapter(optimizer=dict(type='LARS', lr=0.1))
+        EpisodeAdapter.from_settings(dict(recipe='full', optimizer=dict(type='LARS', lr=0.1)))
 
 
 # ---------------------------------------------------------------------------------------------- the route
@@ -269,7 +271,8 @@ def test_tools_test_one_and_two_processes_give_the_same_logits(root, setup, tmp_
 def test_ifa_r50_adapts_layer2_and_layer3_per_episode(root, shot):
     """The official R-50 (stem and layer1 frozen): what adapts by default, independence and the lr-0 control."""
     model = build_r50(root).eval()
-    adapter = EpisodeAdapter(steps=2, queries_per_step=1, optimizer=dict(type='SGD', lr=0.05, momentum=0.9))
+    adapter = EpisodeAdapter(steps=2, queries_per_step=1, optimizer=dict(type='SGD', lr=0.05, momentum=0.9),
+                             params='trainable')
     names = adapter.parameter_names(model)
     assert names and all(n.startswith(('backbone.layer2.', 'backbone.layer3.')) for n in names)
     assert any(n.startswith('backbone.layer2.') for n in names) and any(n.startswith('backbone.layer3.') for n in names)
@@ -286,7 +289,8 @@ def test_ifa_r50_adapts_layer2_and_layer3_per_episode(root, shot):
     batch = predict(slice(None), adapter)
     for i in range(b):
         assert (predict(slice(i, i + 1), adapter)[0] - batch[i]).abs().max() <= TOL
-    control = EpisodeAdapter(steps=2, queries_per_step=1, optimizer=dict(type='SGD', lr=0.0, momentum=0.9))
+    control = EpisodeAdapter(steps=2, queries_per_step=1, optimizer=dict(type='SGD', lr=0.0, momentum=0.9),
+                             params='trainable')
     with torch.no_grad():
         plain = model.forward_episode(supports[:, 0], supports, support_masks)['q_refine']
     assert (predict(slice(None), control) - plain).abs().max() <= TOL

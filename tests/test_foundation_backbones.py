@@ -292,7 +292,8 @@ def test_per_episode_adaptation_of_the_last_block(root, converted_file):
     model = MODELS.build(cfg.model)
     load_checkpoint(model, converted_file, map_location='cpu', strict=False, logger='silent')
     model.eval()
-    adapter = EpisodeAdapter(steps=2, queries_per_step=2, optimizer=dict(type='SGD', lr=0.05, momentum=0.9))
+    adapter = EpisodeAdapter(steps=2, queries_per_step=2, optimizer=dict(type='SGD', lr=0.05, momentum=0.9),
+                             params='trainable')
     names = adapter.parameter_names(model)
     assert names and all(n.startswith(('backbone.layers.1.', 'backbone.ln1.')) for n in names)
     data = model.data_preprocessor(packed_episodes(3, 1, SIZE, seed=6))
@@ -315,11 +316,11 @@ def test_per_episode_adaptation_of_the_last_block(root, converted_file):
     with torch.no_grad():
         plain = model.forward_episode(data['inputs'], supports, masks)['q_refine']
     assert (batch - plain).abs().max() > 1e-3
-    control = EpisodeAdapter(steps=2, queries_per_step=2, optimizer=dict(type='SGD', lr=0.0))
+    control = EpisodeAdapter(steps=2, queries_per_step=2, optimizer=dict(type='SGD', lr=0.0), params='trainable')
     assert (predict(slice(None), control) - plain).abs().max() <= 1e-5
     # a frozen backbone adapts only what the config names
     frozen = MODELS.build(tiny_cfg(root, 'deepglobe_1shot_dinov2_vits14', frozen_stages=2).model)
     with pytest.raises(ValueError, match='no parameter adapts'):
-        EpisodeAdapter().parameter_names(frozen)
-    assert all(n.startswith('backbone.layers.1.') for n in EpisodeAdapter(params=['backbone.layers.1'])
-               .parameter_names(frozen))
+        EpisodeAdapter.from_settings(dict(recipe='full')).parameter_names(frozen)
+    assert all(n.startswith('backbone.layers.1.') for n in EpisodeAdapter.from_settings(
+        dict(recipe='full', params=['backbone.layers.1'])).parameter_names(frozen))

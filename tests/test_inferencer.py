@@ -322,7 +322,7 @@ def test_no_adaptation_step_is_no_adaptation(adapting, episode):
 
 
 def test_adaptation_changes_predictions_and_a_zero_lr_does_not(root, demo_checkpoint, adapting, episode):
-    """Two steps move the predictions; with lr=0 the adapted weights are the model's (vmap route, same logits)."""
+    """Two steps move the predictions; with lr=0 the adapted weights are the model's (the adaptation route, same logits)."""
     imgs, red, _, queries, _ = episode
     model_state = {k: v.clone() for k, v in adapting.model.state_dict().items()}
     plain = probs(adapting(queries, imgs, red, return_prob=True))

@@ -266,8 +266,8 @@ class FewShotInferencer(BaseInferencer):
             images, masks: the K support images and their masks.
             adapt_steps: with N > 0, first adapt a copy of the model's weights to this support
                 set (:class:`~ifa_mmseg.models.EpisodeAdapter`: N steps, the config's other
-                ``episode_adaptation`` settings, or the adapter's defaults without them) on
-                ``N * queries_per_step`` pseudo-queries; ``None`` or 0: no adaptation.
+                ``episode_adaptation`` settings, its recipe's for the keys it does not state) on
+                the adapter's ``num_queries`` pseudo-queries; ``None`` or 0: no adaptation.
             seed: the pseudo-queries' draws (a test dataset draws episode ``i``'s with
                 ``item_seed(dataset.seed, i)``, which gives its pseudo-queries here).
 

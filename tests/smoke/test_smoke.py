@@ -75,8 +75,10 @@ def test_train_resume_test(tmp_path):
     assert 'official.mIoU_ci95' in proc.stdout + proc.stderr
 
 
-def test_per_episode_adaptation(root):
-    """adaptation_labels='episode' on the R-50: vmap over functional_call on this stack, episodes independent."""
+@pytest.mark.parametrize('engine', ['loop', 'vmap'])
+def test_per_episode_adaptation(root, engine):
+    """adaptation_labels='episode' on the R-50 on this stack (the frozen prefix cut, functional_call, vmap):
+    episodes independent."""
     from ifa_mmseg.models import EpisodeAdapter
     from tests.helpers.models import build_r50
     model = build_r50(root).eval()
@@ -84,7 +86,8 @@ def test_per_episode_adaptation(root):
     b, size = 2, 48
     supports, masks = torch.randn(b, 1, 3, size, size), (torch.rand(b, 1, size, size) > 0.6).long()
     queries, query_masks = torch.randn(b, 2, 3, size, size), (torch.rand(b, 2, size, size) > 0.6).long()
-    adapter = EpisodeAdapter(steps=1, queries_per_step=2, optimizer=dict(type='SGD', lr=0.05))
+    adapter = EpisodeAdapter(steps=1, queries_per_step=2, optimizer=dict(type='SGD', lr=0.05), params='trainable',
+                             engine=engine)
 
     def predict(idx):
         params = adapter.adapt(model, supports[idx], masks[idx], queries[idx], query_masks[idx])

@@ -29,21 +29,11 @@ features); "head" is the rest (head, loss, optimizer). Last, each process measur
 GEMM rate its FLOP rates are compared with: the better of ``torch.mm`` and a 1x1
 convolution of the same size (on CPU they run in MKL and oneDNN).
 
-With ``--adapted`` it times instead the evaluation of B episodes (``model.test_step``:
-the data preprocessor, then ``predict``) of each CONFIG, plain and with per-episode
-adaptation (``adaptation_labels='episode'``: the config's ``episode_adaptation``,
-``--adapt-steps`` overriding its steps), in two fresh processes taking turns pass by pass;
-the episodes are :func:`benchmark_episodes` in uint8, packed with pseudo-queries as the test
-datasets pack them. It reports per episode the time of both and their ratio, and the peak
-memory of one batch (default B=12 at 96x96: see ``ADAPTED_SIZE``).
-
 Example::
 
     python tools/analysis_tools/benchmark.py configs/ifa/deepglobe_1shot.py --official-root /path/to/IFA
-    python tools/analysis_tools/benchmark.py configs/ifa/deepglobe_1shot.py configs/demo/deepglobe.py --adapted
 """
 import argparse
-import copy
 import json
 import os
 import platform
@@ -71,9 +61,6 @@ OUTPUT_KEYS = tuple(IFA_LOSS_WEIGHTS)  # the official training outputs, in order
 # official train.py (source: the first 5 terms) and ifa.py (adaptation) losses, refine branch
 LOSS_WEIGHTS = dict(source={k: IFA_LOSS_WEIGHTS[k] for k in OUTPUT_KEYS[:5]}, ifa=IFA_LOSS_WEIGHTS)
 REPLY_TAG = 'BENCHMARK_REPLY '
-# --adapted: default image side. At 96 px one adapted R-50 batch of 12 (20 steps of 2 pseudo-queries, i.e. 36 images
-# forward and backward per step) took 25 minutes on a 2-core CPU; 400 px has 17x the pixels (docs/benchmarks.md).
-ADAPTED_SIZE = 96
 
 
 def parse_case(text: str) -> Tuple[int, int]:
@@ -87,18 +74,10 @@ def parse_case(text: str) -> Tuple[int, int]:
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Speed, memory and FLOPs of the IFA model per step.')
-    parser.add_argument('config', nargs='+',
-                        help='model config (its model is built; weights come from the test recipe); '
-                             'with --adapted, one or more')
-    parser.add_argument('--size', type=int,
-                        help=f'image side (default 400, the official pipeline\'s; with --adapted {ADAPTED_SIZE})')
-    parser.add_argument('--cases', type=parse_case, nargs='+',
-                        help='BxK: episodes per batch x shots (default 1x1 4x1 1x5; with --adapted 12x1)')
-    parser.add_argument('--adapted', action='store_true',
-                        help="per-episode cost of adapted evaluation (adaptation_labels='episode', the configs' "
-                             'episode_adaptation) against plain evaluation, instead of the step table')
-    parser.add_argument('--adapt-steps', type=int, help='--adapted: optimizer steps per episode '
-                        "(default: the config's episode_adaptation.steps)")
+    parser.add_argument('config', help='model config (its model is built; weights come from the test recipe)')
+    parser.add_argument('--size', type=int, default=400, help='image side (the official pipeline uses 400)')
+    parser.add_argument('--cases', type=parse_case, nargs='+', default=[(1, 1), (4, 1), (1, 5)],
+                        help='BxK: episodes per batch x shots')
     parser.add_argument('--modes', nargs='+', choices=MODES, default=list(MODES))
     parser.add_argument('--device', nargs='+', choices=['cpu', 'cuda'],
                         help='default: cpu, and cuda when available')
@@ -115,18 +94,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--json', help='also write every measurement to this file')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if not args.adapted:
-        if len(args.config) > 1:
-            parser.error('one config, or several with --adapted')
-        if args.adapt_steps is not None:
-            parser.error('--adapt-steps needs --adapted')
-        args.config = args.config[0]
-    elif args.adapt_steps is not None and args.adapt_steps < 0:
-        parser.error('--adapt-steps must be 0 or more')
-    if args.size is None:
-        args.size = ADAPTED_SIZE if args.adapted else 400
-    if args.cases is None:
-        args.cases = [(12, 1)] if args.adapted else [(1, 1), (4, 1), (1, 5)]
     if args.warmup < 1 or args.repeats < 1:
         parser.error('--warmup and --repeats must be at least 1')
     if args.device and 'cuda' in args.device and not torch.cuda.is_available():
@@ -397,7 +364,12 @@ def run_worker(spec: dict, commands: Iterable[str]) -> dict:
     profile, GEMM rate). Each is answered with a tagged line. The outputs of the second
     pass are saved for comparison: under ``FlopCounterMode`` a compiled module runs eagerly.
     """
-    sync = start_worker(spec)
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmseg')
+    if spec['threads']:
+        torch.set_num_threads(spec['threads'])
+    torch.manual_seed(0)
+    sync = sync_fn(spec['device'])
     model, backbone, forward = (build_official if spec['impl'] == 'official' else build_ours)(spec)
     model.to(spec['device'])
     if spec['impl'] == 'ours+c':  # the backbone: static shapes; the head's selections are data-dependent
@@ -407,10 +379,10 @@ def run_worker(spec: dict, commands: Iterable[str]) -> dict:
     result = dict(spec, times=[], backbone_times=[], base_rss=current_rss())
     if spec['device'] == 'cuda':
         torch.cuda.reset_peak_memory_stats()
+    reply('ready')
     save_outputs = False
-
-    def handle(command: str) -> None:
-        nonlocal save_outputs
+    for command in commands:
+        command = command.strip()
         if command == 'flops':
             _, result['flops_backbone'], result['flops_head'] = step_flops(step, model, backbone, spec)
             save_outputs = True
@@ -425,193 +397,23 @@ def run_worker(spec: dict, commands: Iterable[str]) -> dict:
             if save_outputs:
                 torch.save({k: v.float().cpu() for k, v in outs.items()}, spec['out_file'])
                 save_outputs = False
-        else:
-            raise ValueError(f'unknown benchmark command {command!r}')
-
-    def finish() -> dict:
-        result['peak_rss'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        result['cuda_peak'] = torch.cuda.max_memory_allocated() if spec['device'] == 'cuda' else None
-        if spec['profile']:
-            from torch.profiler import ProfilerActivity, profile
-            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if spec['device'] == 'cuda' else [])
-            with profile(activities=activities) as prof:
-                step()
-            sort = 'self_cuda_time_total' if spec['device'] == 'cuda' else 'self_cpu_time_total'
-            result['profile'] = prof.key_averages().table(sort_by=sort, row_limit=20, max_name_column_width=40)
-        result['gemm_mm'], result['gemm_conv'] = gemm_rate(spec['device'], spec['amp'], sync)
-        return result
-
-    return serve(commands, handle, finish)
-
-
-def start_worker(spec: dict) -> Callable[[], None]:
-    """A worker's common start (mmseg scope, ``spec['threads']``, seed 0); returns the device's sync."""
-    from mmengine.registry import init_default_scope
-    init_default_scope('mmseg')
-    if spec['threads']:
-        torch.set_num_threads(spec['threads'])
-    torch.manual_seed(0)
-    return sync_fn(spec['device'])
-
-
-def serve(commands: Iterable[str], handle: Callable[[str], None], finish: Callable[[], dict]) -> dict:
-    """Answer the parent: ``ready``, then ``ok`` after ``handle`` of each command, until ``finish``, whose result
-    is the last answer and the return value."""
-    reply('ready')
-    for command in commands:
-        command = command.strip()
-        if command == 'finish':
-            result = finish()
+        elif command == 'finish':
+            result['peak_rss'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            result['cuda_peak'] = torch.cuda.max_memory_allocated() if spec['device'] == 'cuda' else None
+            if spec['profile']:
+                from torch.profiler import ProfilerActivity, profile
+                activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if spec['device'] == 'cuda' else [])
+                with profile(activities=activities) as prof:
+                    step()
+                sort = 'self_cuda_time_total' if spec['device'] == 'cuda' else 'self_cpu_time_total'
+                result['profile'] = prof.key_averages().table(sort_by=sort, row_limit=20, max_name_column_width=40)
+            result['gemm_mm'], result['gemm_conv'] = gemm_rate(spec['device'], spec['amp'], sync)
             reply(result)
             return result
-        handle(command)
+        else:
+            raise ValueError(f'unknown benchmark command {command!r}')
         reply('ok')
     raise RuntimeError('the benchmark parent went away')
-
-
-# ----------------------------------------------------------------------------- adapted evaluation, worker side
-def config_label(config: str) -> str:
-    """``configs/ifa/deepglobe_1shot.py`` -> ``ifa/deepglobe_1shot``."""
-    path = os.path.abspath(config)
-    configs = os.path.join(REPO_ROOT, 'configs') + os.sep
-    return os.path.splitext(path[len(configs):] if path.startswith(configs) else os.path.basename(path))[0]
-
-
-def adapted_model_cfg(config: str, steps: Optional[int], adapted: bool,
-                      queries_per_step: Optional[int] = None) -> Tuple[Config, dict, str]:
-    """(model config, the episode_adaptation it adapts with, the test dataset type) of ``config``.
-
-    The model's ``test_cfg.episode_adaptation`` is the config's top-level ``episode_adaptation``
-    (``steps`` and ``queries_per_step``, when given, overriding its own) when ``adapted``, as the
-    protocol resolver sets it for ``adaptation_labels='episode'``, else absent (plain evaluation).
-    """
-    cfg = Config.fromfile(config)
-    settings = copy.deepcopy(cfg.episode_adaptation.to_dict())
-    if steps is not None:
-        settings['steps'] = steps
-    if queries_per_step is not None:
-        settings['queries_per_step'] = queries_per_step
-    model = cfg.model
-    model.backbone.init_cfg = None
-    test_cfg = dict(model.get('test_cfg') or {})
-    test_cfg.pop('episode_adaptation', None)
-    if adapted:
-        test_cfg['episode_adaptation'] = settings
-    model.test_cfg = test_cfg
-    return model, settings, cfg.test_dataloader.dataset.type
-
-
-def adapted_items(spec: dict, mean: Sequence[float], std: Sequence[float], dataset_type: str) -> List[dict]:
-    """B packed episodes as the test dataset gives them with ``adapt_queries`` (uint8, before collation).
-
-    The pixels are :func:`benchmark_episodes` (flat object and background colours), brought
-    back to uint8 with the preprocessor's ``mean`` and ``std``. From there on the data path
-    is the test dataset's: the pseudo-queries are drawn by ``draw_pseudo_queries`` with the
-    IFA augmentations of ``dataset_type`` (its ``ADAPTATION``) followed by ``FewShotResize``,
-    and every episode is packed by ``PackFewShotInputs`` (``support_imgs``, ``support_masks``,
-    ``adapt_imgs``, ``adapt_masks``; plain evaluation: no pseudo-queries).
-    """
-    from mmengine.dataset import Compose
-    from mmseg.registry import DATASETS, TRANSFORMS
-
-    from ifa_mmseg.datasets.base_fewshot import build_transforms, pack_episode
-    from ifa_mmseg.datasets.pseudo_query import draw_pseudo_queries, ifa_augmentations, item_seed
-
-    size = spec['size']
-    ep = benchmark_episodes(dict(spec, device='cpu'))
-    mean_t, std_t = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
-
-    def result(name: str, img: Tensor, mask: Tensor) -> dict:
-        pixels = (img * std_t + mean_t).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-        return dict(img=pixels.copy(), gt_seg_map=mask.to(torch.uint8).numpy().copy(), img_path=f'{name}.jpg',
-                    seg_map_path=f'{name}.png', img_shape=(size, size), ori_shape=(size, size),
-                    seg_fields=['gt_seg_map'], episode=int(name.split('_')[1]), episode_seed=spec['seed'])
-
-    aug = DATASETS.get(dataset_type).ADAPTATION
-    augment = Compose(build_transforms([*ifa_augmentations(aug['flip_prob'], aug['grid_shuffle']),
-                                        dict(type='FewShotResize', scale=(size, size))]))
-    pack = TRANSFORMS.build(dict(type='PackFewShotInputs'))
-    items = []
-    for b in range(spec['batch']):
-        query = result(f'query_{b}', ep['query'][b], ep['query_mask'][b])
-        supports = [result(f'support_{b}_{k}', ep['supports'][b, k], ep['support_masks'][b, k])
-                    for k in range(spec['shot'])]
-        pseudo, sources = (draw_pseudo_queries(supports, augment, spec['num_queries'], item_seed(spec['seed'], b))
-                           if spec['num_queries'] else ((), ()))
-        items.append(pack_episode(pack, query, supports, pseudo, sources))
-    return items
-
-
-def build_adapted(spec: dict) -> Tuple[nn.Module, Callable[[], dict]]:
-    """The model of ``spec['config']`` (plain or adapting per episode) and a maker of fresh uint8 batches.
-
-    Weights: the test recipe's R-50 weights for ``IFAResNet`` backbones (as in the step
-    benchmark), else the model's own random initialisation.
-    """
-    from mmengine.registry import FUNCTIONS
-    from mmseg.registry import MODELS
-
-    from ifa_mmseg.models import convert_official
-    from ifa_mmseg.utils.official_recipe import imagenet_state_dict
-
-    # the parent's steps and queries per step (the rows'), even if the config file changed since it read them
-    cfg, settings, dataset_type = adapted_model_cfg(spec['config'], spec['steps'], spec['mode'] == 'adapted',
-                                                    spec.get('queries_per_step'))
-    model = MODELS.build(cfg)
-    if cfg.backbone.type == 'IFAResNet':
-        model.backbone.load_state_dict(convert_official(imagenet_state_dict(cfg.backbone.depth),
-                                                        model.backbone.state_dict()))
-    num_queries = settings['steps'] * settings['queries_per_step'] if spec['mode'] == 'adapted' else 0
-    pre = model.data_preprocessor
-    items = adapted_items(dict(spec, num_queries=num_queries), pre.mean.flatten().tolist(),
-                          pre.std.flatten().tolist(), dataset_type)
-    collate = FUNCTIONS.get('fewshot_collate')
-    return model, lambda: collate(copy.deepcopy(items))
-
-
-def run_adapted_worker(spec: dict, commands: Iterable[str]) -> dict:
-    """Serve plain or adapted evaluation of one (config, device, B, K) and return its measurements.
-
-    A pass is ``model.test_step`` on a fresh collated uint8 batch of B episodes (what the test
-    loop runs: ``FewShotSegDataPreProcessor``, then ``predict``, with the per-episode
-    adaptation inside it when adapted), under ``no_grad`` as in the test loop. Commands:
-    ``first`` (the first pass: the process's peak memory is read right after it, so it is the
-    peak of one batch in a fresh process), ``warmup``, ``step`` (timed), ``finish``.
-    The logits of the first pass are saved for comparison.
-    """
-    sync = start_worker(spec)
-    device = spec['device']
-    model, make_batch = build_adapted(spec)
-    model.to(device).eval()
-
-    batch = make_batch()  # the next pass's input, made before its clock starts
-    result = dict(spec, times=[], base_rss=current_rss(), cuda_base=None, cuda_peak=None)
-    if device == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
-        result['cuda_base'] = torch.cuda.memory_allocated()
-
-    def handle(command: str) -> None:
-        nonlocal batch
-        if command not in ('first', 'warmup', 'step'):
-            raise ValueError(f'unknown benchmark command {command!r}')
-        sync()
-        start = time.perf_counter()
-        with torch.no_grad():
-            outs = model.test_step(batch)
-        sync()
-        elapsed = time.perf_counter() - start
-        if command == 'step':
-            result['times'].append(elapsed)
-        if command == 'first':
-            result['first_time'] = elapsed
-            result['peak_rss'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            if device == 'cuda':
-                result['cuda_peak'] = torch.cuda.max_memory_allocated()
-            torch.save(torch.stack([s.seg_logits.data for s in outs]).float().cpu(), spec['out_file'])
-        del outs
-        batch = make_batch()
-
-    return serve(commands, handle, lambda: result)
 
 
 # ----------------------------------------------------------------------------- parent side
@@ -675,18 +477,17 @@ class Worker:
         return result
 
 
-def run_configuration(specs: List[dict], warmup: int, repeats: int, log_dir: str, first: str = 'flops') -> List[dict]:
-    """Our and the official process (or plain and adapted evaluation), alive together, taking turns pass by pass.
+def run_configuration(specs: List[dict], warmup: int, repeats: int, log_dir: str) -> List[dict]:
+    """Our and the official process, alive together, taking turns pass by pass.
 
     A burst of load from other jobs then falls on both alike; the order within a round
     alternates. Each process measures its GEMM rate at the end while the other waits.
-    ``first`` is the command of the first, untimed pass.
     """
     workers: List[Worker] = []
     try:
         for spec in specs:
             workers.append(Worker(spec, log_dir))
-        for i, command in enumerate([first] + ['warmup'] * (warmup - 1) + ['step'] * repeats):
+        for i, command in enumerate(['flops'] + ['warmup'] * (warmup - 1) + ['step'] * repeats):
             for worker in workers[::-1] if i % 2 else workers:
                 worker.send(command)
         return [worker.finish() for worker in workers]
@@ -763,9 +564,8 @@ def precision_rows(results: List[dict]) -> List[str]:
     return lines
 
 
-def start_report(args: argparse.Namespace) -> Tuple[List[str], List[str], Callable[..., None]]:
-    """The devices to run on, the report's lines (the environment's first) and ``emit``, which prints a line and
-    keeps it."""
+def benchmark(args: argparse.Namespace) -> List[str]:
+    """Run every configuration; print and return the report lines."""
     devices = args.device or ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
     lines: List[str] = []
 
@@ -775,12 +575,6 @@ def start_report(args: argparse.Namespace) -> Tuple[List[str], List[str], Callab
 
     for line in environment(args, devices):
         emit(line)
-    return devices, lines, emit
-
-
-def benchmark(args: argparse.Namespace) -> List[str]:
-    """Run every configuration; print and return the report lines."""
-    devices, lines, emit = start_report(args)
     emit(f'size {args.size}x{args.size}, warm-up {args.warmup}, repeats {args.repeats}, '
          f'load average {" ".join(f"{v:.2f}" for v in os.getloadavg())}')
     impls = ['ours'] + (['ours+c'] if args.compile else []) + (['official'] if args.official_root else [])
@@ -840,113 +634,10 @@ def benchmark(args: argparse.Namespace) -> List[str]:
     return lines
 
 
-# ----------------------------------------------------------------------------- adapted evaluation, parent side
-ADAPTED_HEADER = (f'{"config":<34} {"dev":<4} {"eval":<7} {"B":>2} {"K":>2} {"size":>4} {"steps":>5} {"q/st":>4} '
-                  f'{"s/batch [min-max]":>23} {"s/ep":>7} {"ep/s":>6} {"GB pk":>5} {"+batch":>6}')
-ADAPTED_RATIO_HEADER = (f'{"config":<34} {"dev":<4} {"B":>2} {"K":>2} {"size":>4} {"steps":>5} {"time x":>7} '
-                        f'{"+s/ep":>7} {"+batch x":>8} {"rel diff":>8}')
-
-
-def adapted_memory(r: dict) -> Tuple[float, float]:
-    """(peak, peak above the process before its first batch) of the first batch, in bytes."""
-    if r['cuda_peak'] is not None:
-        return r['cuda_peak'], r['cuda_peak'] - r['cuda_base']
-    return r['peak_rss'], r['peak_rss'] - r['base_rss']
-
-
-def adapted_row(r: dict) -> str:
-    """One evaluation's line: batch time, per episode, memory of the first batch."""
-    batch = statistics.median(r['times'])
-    peak, above = adapted_memory(r)
-    steps = f'{r["steps"]:>5} {r["queries_per_step"]:>4}' if r['mode'] == 'adapted' else f'{"-":>5} {"-":>4}'
-    return (f'{r["impl"]:<34} {r["device"]:<4} {r["mode"]:<7} {r["batch"]:>2} {r["shot"]:>2} {r["size"]:>4} {steps} '
-            f'{summary(r["times"], 3, 7):>23} {batch / r["batch"]:>7.3f} {r["batch"] / batch:>6.2f} '
-            f'{peak / 2 ** 30:>5.2f} {above / 2 ** 30:>6.2f}')
-
-
-def adapted_ratio_row(plain: dict, adapted: dict) -> str:
-    """Adapted / plain time per episode, the seconds adaptation adds per episode, adapted / plain memory of a
-    batch, and how far adaptation moved the logits (relative difference of the first batch's)."""
-    t = [statistics.median(r['times']) / r['batch'] for r in (plain, adapted)]
-    above = [adapted_memory(r)[1] for r in (plain, adapted)]
-    diff = rel_diff({'logits': torch.load(adapted['out_file'])}, {'logits': torch.load(plain['out_file'])})
-    return (f'{plain["impl"]:<34} {plain["device"]:<4} {plain["batch"]:>2} {plain["shot"]:>2} {plain["size"]:>4} '
-            f'{adapted["steps"]:>5} {t[1] / t[0]:>7.1f} {t[1] - t[0]:>7.3f} {above[1] / max(above[0], 1):>8.1f} '
-            f'{diff:>8.1e}')
-
-
-def benchmark_adapted(args: argparse.Namespace) -> List[str]:
-    """Plain and adapted evaluation of every config, device and case; print and return the report lines.
-
-    Per (config, device, B, K) one fresh process evaluates without adaptation and one with
-    the config's ``episode_adaptation``; they take turns pass by pass (``run_configuration``).
-    A failing evaluation is reported on its row and the run goes on.
-    """
-    devices, lines, emit = start_report(args)
-    settings = {config_label(c): adapted_model_cfg(c, args.adapt_steps, True)[1] for c in args.config}
-    emit(f'adapted evaluation (adaptation_labels=\'episode\') against plain evaluation, fp32, images {args.size}x'
-         f'{args.size} for every config (their test pipelines use 400 (R-50), 392 (DINOv2), 96 (demo); '
-         f'--size sets it), warm-up {args.warmup}, repeats {args.repeats}, load average '
-         f'{" ".join(f"{v:.2f}" for v in os.getloadavg())}')
-    for label, adaptation in settings.items():
-        emit(f'{label}: episode_adaptation {json.dumps(adaptation, sort_keys=True)}')
-    emit('a pass: model.test_step (FewShotSegDataPreProcessor, then predict: per-episode adaptation and the query '
-         'prediction) on B episodes packed as the test dataset packs them (uint8; pseudo-queries drawn with its IFA '
-         'augmentations); s/batch: median [min-max] of the timed passes; s/ep, ep/s: per episode; GB pk: peak '
-         'memory of the first batch in a fresh process (CPU: ru_maxrss; CUDA: max_memory_allocated), +batch: above '
-         'the process (model, weights, the uint8 batch) before it')
-    emit(ADAPTED_HEADER)
-    pairs, failures, results = [], [], []
-    with tempfile.TemporaryDirectory(prefix='ifa_benchmark_adapted_') as tmp:
-        for config in args.config:
-            label = config_label(config)
-            for device in devices:
-                for batch, shot in args.cases:
-                    specs = [dict(impl=label, kind='adapted', mode=mode, config=os.path.abspath(config),
-                                  device=device, amp='fp32', batch=batch, shot=shot, size=args.size, seed=args.seed,
-                                  steps=settings[label]['steps'], queries_per_step=settings[label]['queries_per_step'],
-                                  threads=args.threads,
-                                  out_file=os.path.join(tmp, f'{label.replace(os.sep, "+")}_{device}_{mode}_'
-                                                             f'{batch}x{shot}.pt'))
-                             for mode in ('plain', 'adapted')]
-                    try:
-                        done = run_configuration(specs, args.warmup, args.repeats, tmp, first='first')
-                    except WorkerError as e:
-                        log = str(e).strip().splitlines()
-                        error = log[-1]
-                        failures.append('\n'.join([f'{label} {device} B={batch} K={shot}, the end of its log:',
-                                                   *log[-7:]]))
-                        emit(f'{label:<34} {device:<4} FAILED  {batch:>2} {shot:>2} {args.size:>4}  {error}')
-                        continue
-                    for r in done:
-                        emit(adapted_row(r))
-                    pairs.append(adapted_ratio_row(*done))
-                    results.extend(done)
-    emit()
-    emit('adapted vs plain: time x = adapted / plain time per episode; +s/ep = seconds adaptation adds per episode; '
-         '+batch x = adapted / plain memory above the process (+batch); rel diff = relative difference of the '
-         "first batch's logits (adaptation moved them)")
-    emit(ADAPTED_RATIO_HEADER)
-    for line in pairs:
-        emit(line)
-    for failure in failures:
-        emit()
-        emit(f'failed: {failure}')
-    emit(f'load average at the end {" ".join(f"{v:.2f}" for v in os.getloadavg())}')
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(environment=lines, results=results, failures=failures), f, indent=1)
-    return lines
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.worker:
-        spec = json.loads(args.worker)
-        (run_adapted_worker if spec.get('kind') == 'adapted' else run_worker)(spec, sys.stdin)
-        return 0
-    if args.adapted:
-        benchmark_adapted(args)
+        run_worker(json.loads(args.worker), sys.stdin)
         return 0
     backbone = Config.fromfile(args.config).model.backbone
     if args.official_root and (backbone.type, backbone.get('depth', 50)) != ('IFAResNet', 50):

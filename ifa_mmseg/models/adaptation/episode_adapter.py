@@ -12,9 +12,10 @@ backbone, forward and backward, on that step's pseudo-queries and the supports.
 
 Two engines compute the same function:
 
-* ``'loop'`` (default): the episodes one after another, each with its own weight copy and
-  the ordinary kernels. Independent by construction: an episode's computation never sees
-  another's tensors.
+* ``'loop'`` (default): each episode alone, with its own weight copy and the ordinary
+  kernels; on a CPU with T intra-op threads, T episodes at a time in single-threaded worker
+  threads (:func:`in_single_threaded_workers`). Independent by construction: an episode's
+  computation never sees another's tensors.
 * ``'vmap'``: the B episodes of a batch together, their weight copies stacked on a leading
   dimension (``torch.func.vmap`` over ``torch.func.functional_call``; a convolution with
   per-episode weights becomes a grouped convolution). Independent because the total loss
@@ -24,8 +25,10 @@ Two engines compute the same function:
   episode alone equal to the same episode in a batch.
 """
 import copy
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.registry import OPTIMIZERS
@@ -108,6 +111,34 @@ def adapted_features(segmentor: nn.Module, params: Dict[str, Tensor], images: Te
 def _under_split(params: Dict[str, Tensor]) -> Dict[str, Tensor]:
     """Segmentor parameter names as :class:`FeatureSplit` holds them."""
     return {f'segmentor.{k}': v for k, v in params.items()}
+
+
+def in_single_threaded_workers(model: nn.Module, names: Sequence[str], fn: Callable[[int, nn.Module, FeatureSplit], Any],
+                               num_items: int, workers: int) -> List[Any]:
+    """``[fn(i, model_copy, split_copy) for i in range(num_items)]`` over ``workers`` threads of one intra-op thread each.
+
+    On a CPU with T intra-op threads the 'loop' engine runs its episodes T at a time, each
+    single-threaded: small convolutions use one core better than T cores do. Each worker
+    adapts its own copy of the model (``functional_call`` swaps a module's parameters, so
+    two threads cannot share one). Every episode is computed single-threaded whatever T
+    and the batch size, so its result is the same as with ``OMP_NUM_THREADS=1``.
+    """
+    local = threading.local()
+
+    def start() -> None:
+        torch.set_num_threads(1)
+        local.model = copy.deepcopy(model)
+        local.split = FeatureSplit(local.model, names)
+
+    def run(i: int) -> Any:
+        return fn(i, local.model, local.split)
+
+    threads = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(workers, initializer=start) as pool:
+            return list(pool.map(run, range(num_items)))
+    finally:
+        torch.set_num_threads(threads)  # a worker's setting also reaches the process-wide defaults
 
 
 class EpisodeAdapter:
@@ -267,19 +298,29 @@ class EpisodeAdapter:
             raise ValueError("episode adaptation needs decode_head.support_order='correct': the official K>1 order "
                              'pairs support rows with other episodes')
         names = self.parameter_names(model)
-        split = FeatureSplit(model, names)
         # every image of an episode through the frozen prefix at once: views, supports, its query
         own = [supports] if queries is None else [queries[:, :v], supports]
         stacked = torch.cat(own + ([] if images is None else [images[:, None]]), 1).to(supports.dtype)
         shape = supports.shape[-2:]
-        if self.engine == 'loop':  # one episode's prefix at a time: memory does not grow with the batch
-            episodes = [self._adapt_episode(model, split, names, split.prefix(stacked[e]), support_masks[e],
-                                            None if queries is None else query_masks[e], shape, images is not None)
-                        for e in range(b)]
-            params = {n: torch.stack([p[n] for p, _ in episodes]) for n in names}
-            return params, None if images is None else torch.stack([f for _, f in episodes])
-        prefix = torch.stack([split.prefix(x) for x in stacked])
-        return self._adapt_batch(model, split, names, prefix, support_masks, query_masks, shape, images is not None)
+        if self.engine == 'vmap':
+            split = FeatureSplit(model, names)
+            prefix = torch.stack([split.prefix(x) for x in stacked])
+            return self._adapt_batch(model, split, names, prefix, support_masks, query_masks, shape,
+                                     images is not None)
+
+        def episode(e: int, segmentor: nn.Module, split: FeatureSplit) -> Tuple[Dict[str, Tensor], Optional[Tensor]]:
+            # one episode's prefix at a time: memory does not grow with the batch
+            return self._adapt_episode(segmentor, split, names, split.prefix(stacked[e]), support_masks[e],
+                                       None if query_masks is None else query_masks[e], shape, images is not None)
+
+        threads = torch.get_num_threads()
+        if supports.device.type == 'cpu' and threads > 1:
+            episodes = in_single_threaded_workers(model, names, episode, b, min(b, threads))
+        else:
+            split = FeatureSplit(model, names)
+            episodes = [episode(e, model, split) for e in range(b)]
+        params = {n: torch.stack([p[n] for p, _ in episodes]) for n in names}
+        return params, None if images is None else torch.stack([f for _, f in episodes])
 
     def _pseudo_episodes(self, feats: Tensor, support_masks: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """One step's pseudo-episodes of one episode.
