@@ -99,9 +99,11 @@ def test_prefix_then_suffix_is_extract_feat_at_every_cut(root, build, size):
             assert (split(split.prefix(images)) - whole).abs().max() <= TOL, i
 
 
-def test_engines_compute_the_same_function(root):
-    model = demo_r18(root)
-    data = episodes(48, b=3, v=6)
+@pytest.mark.parametrize('build,size', [(demo_r18, 48), (build_r50, 64)])
+def test_engines_compute_the_same_function(root, build, size):
+    """Without a cut (the demo R-18 adapts its stem) and with one (the R-50's blocks under vmap)."""
+    model = build(root).eval()
+    data = episodes(size, b=3, v=6)
     adapters = [EpisodeAdapter(steps=3, queries_per_step=2, optimizer=SGD, params='trainable', engine=engine)
                 for engine in ('loop', 'vmap')]
     loop, vmap = (predict(model, adapter, data) for adapter in adapters)
@@ -158,7 +160,8 @@ def test_which_parameters_adapt(root):
     names = layer3.parameter_names(r18)
     assert names and not any('.bn' in n or 'downsample.1' in n for n in names)
     with pytest.raises(ValueError, match=r"no parameter of the model is named \['backbone.layer3.0.bn1'\]"):
-        EpisodeAdapter(steps=1, queries_per_step=1, optimizer=SGD, params=['backbone.layer3.0.bn1']).parameter_names(r18)
+        EpisodeAdapter(steps=1, queries_per_step=1, optimizer=SGD,
+                       params=['backbone.layer3.0.bn1']).parameter_names(r18)
 
 
 def test_loop_engine_workers_give_the_single_threaded_result(root):

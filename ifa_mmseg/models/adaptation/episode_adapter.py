@@ -43,15 +43,16 @@ Params = Dict[str, Tensor]  # parameter name -> per-episode weights [B, *shape]
 ELEMENTWISE_OPTIMIZERS = ('SGD', 'Adam', 'AdamW', 'Adamax', 'NAdam', 'RAdam', 'RMSprop', 'Adagrad', 'Adadelta')
 ENGINES = ('loop', 'vmap')
 PARAM_CHOICES = ('trainable', 'last_block')
-# The per-episode adaptation recipes; a config's episode_adaptation names one (``recipe``; the default
-# one is named in configs/_base_/default_runtime.py) and may override any of its keys. 'full': IFA's trained parameters, a new pseudo-query for every use (the sweep
-# that chose steps and lr: docs/demo.md). 'light': the backbone's last block only, a fixed bank of views
-# featurised once (the sweep that chose it, and its cost and gain against 'full': docs/benchmarks.md).
+# The per-episode adaptation recipes; a config's episode_adaptation names one (``recipe``; the default one is
+# named in configs/_base_/default_runtime.py) and may override any of its keys. Both adapt what IFA trains, each
+# step on new pseudo-queries. 'full': 20 SGD steps of 2 pseudo-queries at IFA's learning rate (the sweep that chose
+# them: docs/demo.md). 'light': 2 Adam steps of 1 pseudo-query, the best held-out mIoU among the settings of at most
+# that much work; the parameter-efficient candidates (the last block, a fixed bank of views) kept under half of the
+# gain there (the sweeps, and the cost and gain of both recipes on two targets: docs/benchmarks.md).
 EPISODE_RECIPES: Dict[str, dict] = dict(
     full=dict(steps=20, queries_per_step=2, views=None, params='trainable',
               optimizer=dict(type='SGD', lr=5e-4, momentum=0.9, weight_decay=5e-4)),
-    light=dict(steps=5, queries_per_step=2, views=4, params='last_block',
-               optimizer=dict(type='SGD', lr=1e-2, momentum=0.9, weight_decay=5e-4)),
+    light=dict(steps=2, queries_per_step=1, views=None, params='trainable', optimizer=dict(type='Adam', lr=2e-3)),
 )
 
 
@@ -113,9 +114,10 @@ def _under_split(params: Dict[str, Tensor]) -> Dict[str, Tensor]:
     return {f'segmentor.{k}': v for k, v in params.items()}
 
 
-def in_single_threaded_workers(model: nn.Module, names: Sequence[str], fn: Callable[[int, nn.Module, FeatureSplit], Any],
-                               num_items: int, workers: int) -> List[Any]:
-    """``[fn(i, model_copy, split_copy) for i in range(num_items)]`` over ``workers`` threads of one intra-op thread each.
+def in_single_threaded_workers(model: nn.Module, names: Sequence[str],
+                               fn: Callable[[int, nn.Module, FeatureSplit], Any], num_items: int,
+                               workers: int) -> List[Any]:
+    """``[fn(i, model_copy, split_copy) for i in range(num_items)]`` over ``workers`` single-threaded threads.
 
     On a CPU with T intra-op threads the 'loop' engine runs its episodes T at a time, each
     single-threaded: small convolutions use one core better than T cores do. Each worker
