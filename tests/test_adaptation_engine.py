@@ -4,7 +4,8 @@ Exact savings first: cutting the feature extractor at the first adapted paramete
 computing the cut-off part once per image and episode, must give the logits of the
 uncached route (<= 1e-5) on the official R-50, the demo R-18 and DINOv2 ViT-S/14, with
 ``params='trainable'`` and a name-prefix choice. The 'loop' and 'vmap' engines compute the
-same function, and a learning-rate-0 adaptation is the no-step route (the demo's control).
+same function (within 1e-5 relative), and a learning-rate-0 adaptation is the no-step route
+(the demo's control).
 """
 import pytest
 import torch
@@ -101,13 +102,14 @@ def test_prefix_then_suffix_is_extract_feat_at_every_cut(root, build, size):
 
 @pytest.mark.parametrize('build,size', [(demo_r18, 48), (build_r50, 64)])
 def test_engines_compute_the_same_function(root, build, size):
-    """Without a cut (the demo R-18 adapts its stem) and with one (the R-50's blocks under vmap)."""
+    """Without a cut (the demo R-18 adapts its stem) and with one (the R-50's blocks under vmap), within 1e-5
+    relative: the engines' kernels round differently (oneDNN against PyTorch's own) and 3 steps amplify it."""
     model = build(root).eval()
     data = episodes(size, b=3, v=6)
     adapters = [EpisodeAdapter(steps=3, queries_per_step=2, optimizer=SGD, params='trainable', engine=engine)
                 for engine in ('loop', 'vmap')]
     loop, vmap = (predict(model, adapter, data) for adapter in adapters)
-    assert (loop - vmap).abs().max() <= TOL
+    torch.testing.assert_close(vmap, loop, rtol=TOL, atol=TOL)
 
 
 @pytest.mark.parametrize('recipe', sorted(EPISODE_RECIPES))
@@ -150,7 +152,7 @@ def test_recipes_and_overrides():
 
 def test_which_parameters_adapt(root):
     r18, r50, vit = demo_r18(root), build_r50(root), dinov2_vits14(root)
-    last = EpisodeAdapter.from_settings(dict(recipe='light'))
+    last = EpisodeAdapter(steps=1, queries_per_step=1, optimizer=SGD, params='last_block')
     assert last.parameter_names(r18) == ['backbone.layer3.1.conv1.weight', 'backbone.layer3.1.conv2.weight']
     assert {n.rsplit('.', 2)[0] for n in last.parameter_names(r50)} == {'backbone.layer3.5'}
     assert {n.split('.')[1] for n in last.parameter_names(vit)} == {'layers', 'ln1'}

@@ -19,7 +19,7 @@ def seconds(cell: str) -> float:
 
 def test_table_of_routes(capsys, tmp_path):
     """A row per route; ratios are time / plain time and FLOPs / plain FLOPs; light costs fewer FLOPs than full; at
-    B=2 the full route runs 1 of its 2 steps over all V=4 pseudo-queries."""
+    B=2 each adapted route runs 1 of its 2 steps over all its pseudo-queries (full V=4, light V=2)."""
     script = load_script('tools/analysis_tools/benchmark_adaptation.py')
     out = tmp_path / 'bench.json'
     assert script.main(['--configs', DEMO, '--size', '32', '--routes', 'plain', 'full-loop', 'light', '--steps', '2',
@@ -30,17 +30,18 @@ def test_table_of_routes(capsys, tmp_path):
     rows = [dict(zip(HEADER, row)) for row in cells[1:]]
     assert [(r['config'], r['px'], r['route'], r['steps x P, V']) for r in rows] == [
         ('demo/deepglobe', '32', 'plain', '-'),
-        *(('demo/deepglobe', '32', route, '2 x 2, V=4 (--steps)') for route in ('full (loop)', 'light'))]
+        ('demo/deepglobe', '32', 'full (loop)', '2 x 2, V=4 (--steps)'),
+        ('demo/deepglobe', '32', 'light', '2 x 1, V=2 (--steps)')]
     plain_time, plain_flops = seconds(rows[0]['time / episode']), float(rows[0]['GFLOP / episode'])
     for r in rows:  # the cells have 3 significant digits
         assert float(r['time x plain']) == pytest.approx(seconds(r['time / episode']) / plain_time, rel=0.02)
         assert float(r['FLOPs x plain']) == pytest.approx(float(r['GFLOP / episode']) / plain_flops, rel=0.02)
     flops = {r['route']: float(r['GFLOP / episode']) for r in rows}
     assert 0 < flops['plain'] < flops['light'] < flops['full (loop)']
-    assert [r['peak B=2'].endswith('GiB*') for r in rows] == [False, True, False]
+    assert [r['peak B=2'].endswith('GiB*') for r in rows] == [False, True, True]
     assert all(float(r[peak].split()[0]) > 0.1 for r in rows for peak in ('peak B=1', 'peak B=2'))
     assert any(line.startswith('* peak of a run with fewer steps') and 'full (loop) B=2: 1 of 2 steps, views=4' in line
-               for line in lines)
+               and 'light B=2: 1 of 2 steps, views=2' in line for line in lines)
     assert any(line.startswith('--steps 2:') for line in lines) and 'torch ' in lines[-2]
 
     results = json.loads(out.read_text())['results']
@@ -50,7 +51,8 @@ def test_table_of_routes(capsys, tmp_path):
         assert len(r['times']) == (r['batch'] == 1) and r['peak_rss'] >= r['rss_before'] > 0
         assert r['flops'] > 0 if r['batch'] == 1 else r['flops'] is None
     cut = [r['adaptation'] for r in results if r['steps_cut']]
-    assert cut == [dict(recipe='full', engine='loop', steps=1, views=4)]
+    assert cut == [dict(recipe='full', engine='loop', steps=1, views=4), dict(recipe='light', engine='loop', steps=1,
+                                                                              views=2)]
 
 
 def test_memory_settings_keep_the_bank():
@@ -60,7 +62,9 @@ def test_memory_settings_keep_the_bank():
     assert script.memory_settings(full, 20) == (full, False)
     light = script.route_settings('light', 3)
     assert light == dict(recipe='light', engine='loop', steps=3)
-    assert script.memory_settings(light, 1) == (light, False)  # a fixed bank of views: all its steps
+    assert script.memory_settings(light, 1) == (dict(light, steps=1, views=3), True)  # 3 steps x 1 query
+    bank = dict(light, views=2)
+    assert script.memory_settings(bank, 1) == (bank, False)  # a fixed bank of views: all its steps
     assert script.memory_settings(None, 1) == (None, False)
 
 

@@ -28,7 +28,7 @@ from ifa_mmseg.datasets import fewshot_collate
 from ifa_mmseg.datasets.pseudo_query import item_seed
 from ifa_mmseg.datasets.transforms import UnreadableFileError
 from ifa_mmseg.datasets.transforms.loading import EmptyMaskError
-from ifa_mmseg.models import IFAResNet
+from ifa_mmseg.models import EpisodeAdapter, IFAResNet
 from tests.helpers.fake_layouts import write_deepglobe
 from tests.helpers.scripts import load_script
 
@@ -352,8 +352,8 @@ def test_pseudo_queries_follow_the_seed(adapting, episode, monkeypatch):
     drawn = record_pseudo_queries(adapting, monkeypatch)
     runs = [probs(adapting(queries[:1], imgs, red, return_prob=True, adapt_steps=2, adapt_seed=seed))
             for seed in (5, 5, 6)]
-    steps, per_step = 2, adapting.cfg.episode_adaptation.queries_per_step
-    assert [d[0].shape for d in drawn] == [(steps * per_step, 3, SIZE, SIZE)] * 3
+    num = EpisodeAdapter.from_settings(dict(adapting.cfg.episode_adaptation, steps=2)).num_queries
+    assert [d[0].shape for d in drawn] == [(num, 3, SIZE, SIZE)] * 3
     assert torch.equal(drawn[0][0], drawn[1][0]) and torch.equal(drawn[0][1], drawn[1][1])
     assert np.array_equal(runs[0][0], runs[1][0])
     assert not torch.equal(drawn[0][0], drawn[2][0])
@@ -370,7 +370,7 @@ def test_adapted_support_set_predicts_as_the_episode_adaptation_test_route(demo_
     steps = 2
     settings = dict(cfg.episode_adaptation, steps=steps)
     dataset = DATASETS.build(dict(cfg.test_dataloader.dataset, data_root=str(tmp_path), shot=2, seed=3,
-                                  num_episodes=3, adapt_queries=steps * settings['queries_per_step']))
+                                  num_episodes=3, adapt_queries=EpisodeAdapter.from_settings(settings).num_queries))
     index = 2
     info, item = dataset.get_data_info(index), dataset[index]
     model = MODELS.build(dict(cfg.model, test_cfg=dict(resize_to_original=True, episode_adaptation=settings)))
