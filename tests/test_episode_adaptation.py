@@ -6,6 +6,7 @@ query's own mask. The model here is the CPU demo's ResNet-18 (every convolution 
 stem included) from a random initialisation, at 48 px.
 """
 import copy
+import json
 import os
 import pickle
 
@@ -320,3 +321,29 @@ def test_every_target_dataset_gives_pseudo_queries(tmp_path, dataset_type):
             assert bool(mask.any()) == bool(sample.support_masks[j].any())
     grid = 'RandomGridShuffle' in repr(dataset.pseudo_query_pipeline)
     assert grid == (dataset_type == 'DeepglobeDataset')
+
+
+def test_sweep_tool_runs_the_grid_beside_the_no_step_control(root, setup, tmp_path):
+    """tools/analysis_tools/episode_adaptation_sweep.py: the no-step run first, then every combination of the grids,
+    each with its gain over the no-step run and its cost as a ratio to it."""
+    from tests.helpers.scripts import load_script
+    script = load_script('tools/analysis_tools/episode_adaptation_sweep.py')
+    assert script.parse_grid(['steps=1,2', 'optimizer.lr=0.05', "params=['backbone.layer3']"]) == [
+        dict(steps=1, **{'optimizer.lr': 0.05}, params=['backbone.layer3']),
+        dict(steps=2, **{'optimizer.lr': 0.05}, params=['backbone.layer3'])]
+    assert script.parse_grid(['recipe=full'])[0] == dict(recipe='full')
+    proc = run(root, 'tools/analysis_tools/episode_adaptation_sweep.py', setup['configs'][1], setup['ckpt'],
+               '--grid', 'steps=1', 'optimizer.lr=0.05', '--grid', 'recipe=full', 'steps=1',
+               '--work-dir', str(tmp_path), env=dict(OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(tmp_path / 'sweep.json') as f:
+        rows = json.load(f)['rows']
+    assert [r['setting'] for r in rows] == [dict(steps=0), {'steps': 1, 'optimizer.lr': 0.05},
+                                            dict(recipe='full', steps=1)]
+    assert rows[0]['gain'] == dict(mIoU=0.0, FBIoU=0.0) and rows[0]['cost_ratio'] == 1.0
+    assert rows[1]['episode_adaptation']['optimizer']['lr'] == 0.05
+    full = EPISODE_RECIPES['full']  # the child config's overrides (2 queries per step, lr 0.05) stay
+    assert rows[2]['episode_adaptation'] == dict(full, steps=1, optimizer=dict(full['optimizer'], lr=0.05))
+    for row in rows[1:]:
+        assert row['gain']['mIoU'] == pytest.approx(row['mIoU'] - rows[0]['mIoU'])
+        assert row['cost_ratio'] == pytest.approx(row['seconds_per_episode'] / rows[0]['seconds_per_episode'])

@@ -13,7 +13,8 @@ route (the lr-0 control: with no weight update it is the checkpoint's own predic
 ``adaptation_labels='episode'``. The table gives mean mIoU / FBIoU with their 95%
 intervals over the test seeds, the gain over the no-step run, the seconds per episode and
 their ratio to the no-step run (plain evaluation, measured in this invocation); the best
-mIoU is marked. It is written to ``WORK_DIR/sweep.json``.
+mIoU is marked. It is written to ``WORK_DIR/sweep.json``, each run with the complete
+settings it ran with (its recipe spelt out).
 
 Choose settings on data that is not evaluated afterwards (e.g. ``data_root`` of a
 held-out split, or another FSS-1000 split): a setting chosen on the test episodes
@@ -31,6 +32,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 from prettytable import PrettyTable
 
+from ifa_mmseg.models.adaptation import episode_adaptation_settings
 from ifa_mmseg.utils import add_common_args, build_runner, load_config
 
 REPORTED = ('mIoU', 'FBIoU')
@@ -101,7 +103,7 @@ def main() -> None:
     for i, setting in enumerate(settings):
         run_cfg = with_setting(cfg, setting)
         metrics, seconds = run_one(run_cfg, osp.join(cfg.work_dir, f'run{i}'))
-        rows.append(dict(setting=setting, episode_adaptation=run_cfg.episode_adaptation.to_dict(),
+        rows.append(dict(setting=setting, episode_adaptation=episode_adaptation_settings(run_cfg.episode_adaptation),
                          seconds_per_episode=seconds, **{k: metrics[k] for k in REPORTED},
                          **{f'{k}_ci95': metrics[f'{k}_ci95'] for k in REPORTED}))
     control = rows[0]
