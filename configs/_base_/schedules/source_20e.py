@@ -6,7 +6,7 @@ param_scheduler = [dict(type='MultiStepLR', by_epoch=False, gamma=0.1)]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=20, val_interval=1)
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=True),
+    logger=dict(type='FewShotLoggerHook', interval=50, log_metric_by_epoch=True),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', by_epoch=True, interval=1, max_keep_ckpts=2),
     sampler_seed=dict(type='DistSamplerSeedHook'),

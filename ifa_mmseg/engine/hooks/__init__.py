@@ -1,5 +1,6 @@
 from .checkpoint_hook import FewShotCheckpointHook
 from .episode_resample_hook import EpisodeResampleHook
+from .logger_hook import FewShotLoggerHook
 from .visualization_hook import FewShotVisualizationHook
 
-__all__ = ['EpisodeResampleHook', 'FewShotCheckpointHook', 'FewShotVisualizationHook']
+__all__ = ['EpisodeResampleHook', 'FewShotCheckpointHook', 'FewShotLoggerHook', 'FewShotVisualizationHook']
