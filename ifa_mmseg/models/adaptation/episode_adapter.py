@@ -21,8 +21,8 @@ Two engines compute the same function:
   per-episode weights becomes a grouped convolution). Independent because the total loss
   is the sum of the per-episode losses and the optimizer acts elementwise; on CPU its
   convolutions run in PyTorch's own kernels (:func:`batch_invariant_convolutions`). On CPU
-  it is slower than the loop (``docs/benchmarks.md``); on GPUs no test has yet shown an
-  episode alone equal to the same episode in a batch.
+  it is slower than the loop or as fast (``docs/benchmarks.md``); on GPUs no test has yet
+  shown an episode alone equal to the same episode in a batch.
 """
 import copy
 import threading
@@ -300,19 +300,22 @@ class EpisodeAdapter:
             raise ValueError("episode adaptation needs decode_head.support_order='correct': the official K>1 order "
                              'pairs support rows with other episodes')
         names = self.parameter_names(model)
-        # every image of an episode through the frozen prefix at once: views, supports, its query
-        own = [supports] if queries is None else [queries[:, :v], supports]
-        stacked = torch.cat(own + ([] if images is None else [images[:, None]]), 1).to(supports.dtype)
         shape = supports.shape[-2:]
+
+        def episode_images(e: int) -> Tensor:
+            """Every image of episode ``e``, for one pass through the frozen prefix: views, supports, its query."""
+            own = [supports[e]] if queries is None else [queries[e, :v], supports[e]]
+            return torch.cat(own + ([] if images is None else [images[e:e + 1]])).to(supports.dtype)
+
         if self.engine == 'vmap':
             split = FeatureSplit(model, names)
-            prefix = torch.stack([split.prefix(x) for x in stacked])
+            prefix = torch.stack([split.prefix(episode_images(e)) for e in range(b)])
             return self._adapt_batch(model, split, names, prefix, support_masks, query_masks, shape,
                                      images is not None)
 
         def episode(e: int, segmentor: nn.Module, split: FeatureSplit) -> Tuple[Dict[str, Tensor], Optional[Tensor]]:
-            # one episode's prefix at a time: memory does not grow with the batch
-            return self._adapt_episode(segmentor, split, names, split.prefix(stacked[e]), support_masks[e],
+            # one episode's images and prefix at a time: memory does not grow with the batch
+            return self._adapt_episode(segmentor, split, names, split.prefix(episode_images(e)), support_masks[e],
                                        None if query_masks is None else query_masks[e], shape, images is not None)
 
         threads = torch.get_num_threads()
