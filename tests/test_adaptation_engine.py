@@ -12,8 +12,8 @@ import torch
 from mmengine.config import Config
 from mmseg.registry import MODELS
 
-from ifa_mmseg.models.adaptation import (EPISODE_RECIPES, EpisodeAdapter, FeatureSplit, episode_adaptation_settings,
-                                         feature_split)
+from ifa_mmseg.models.adaptation import (ENGINES, EPISODE_RECIPES, NORM_LAYERS, EpisodeAdapter, FeatureSplit,
+                                         episode_adaptation_settings, feature_split)
 
 from tests.helpers.models import build_r50
 
@@ -155,15 +155,42 @@ def test_which_parameters_adapt(root):
     last = EpisodeAdapter(steps=1, queries_per_step=1, optimizer=SGD, params='last_block')
     assert last.parameter_names(r18) == ['backbone.layer3.1.conv1.weight', 'backbone.layer3.1.conv2.weight']
     assert {n.rsplit('.', 2)[0] for n in last.parameter_names(r50)} == {'backbone.layer3.5'}
-    assert {n.split('.')[1] for n in last.parameter_names(vit)} == {'layers', 'ln1'}
-    assert all(n.startswith(('backbone.layers.11.', 'backbone.ln1.')) for n in last.parameter_names(vit))
-    # BatchNorm keeps the checkpoint's affine parameters, also under a name prefix
-    layer3 = EpisodeAdapter(steps=1, queries_per_step=1, optimizer=SGD, params=['backbone.layer3'])
-    names = layer3.parameter_names(r18)
-    assert names and not any('.bn' in n or 'downsample.1' in n for n in names)
-    with pytest.raises(ValueError, match=r"no parameter of the model is named \['backbone.layer3.0.bn1'\]"):
+    # the last transformer layer without its LayerNorms (nor the final norm) unless adapt_norms
+    assert {n.rsplit('.', 1)[0] for n in last.parameter_names(vit)} == {
+        'backbone.layers.11.attn.qkv', 'backbone.layers.11.attn.proj', 'backbone.layers.11.ffn.layers.0.0',
+        'backbone.layers.11.ffn.layers.1', 'backbone.layers.11.ffn.gamma2', 'backbone.layers.11.attn.gamma1'}
+    with_norms = EpisodeAdapter(steps=1, queries_per_step=1, optimizer=SGD, params='last_block', adapt_norms=True)
+    assert set(with_norms.parameter_names(vit)) - set(last.parameter_names(vit)) == {
+        'backbone.layers.11.ln1.weight', 'backbone.layers.11.ln1.bias', 'backbone.layers.11.ln2.weight',
+        'backbone.layers.11.ln2.bias', 'backbone.ln1.weight', 'backbone.ln1.bias'}
+    # name prefixes take no normalisation layer's parameters either: BatchNorm on the R-50, LayerNorm on DINOv2
+    for model, prefix in ((r50, 'backbone.layer3'), (vit, 'backbone.layers.11')):
+        names = EpisodeAdapter(steps=1, queries_per_step=1, optimizer=SGD, params=[prefix]).parameter_names(model)
+        norms = {f'{m}.{n}' for m, module in model.named_modules() if isinstance(module, NORM_LAYERS)
+                 for n, _ in module.named_parameters(recurse=False) if m.startswith(prefix)}
+        assert names and norms and not norms & set(names)
+        assert set(EpisodeAdapter(steps=1, queries_per_step=1, optimizer=SGD, params=[prefix],
+                                  adapt_norms=True).parameter_names(model)) == set(names) | norms
+    assert len({type(m) for m in r50.modules() if isinstance(m, NORM_LAYERS)} - {torch.nn.BatchNorm2d}) == 0
+    with pytest.raises(ValueError, match=r"no parameter of the model is named \['backbone.layer3.0.bn1'\] .*"
+                                         r"normalisation layers aside \(adapt_norms=True takes them\)"):
         EpisodeAdapter(steps=1, queries_per_step=1, optimizer=SGD,
                        params=['backbone.layer3.0.bn1']).parameter_names(r18)
+
+
+@pytest.mark.parametrize('engine', ENGINES)
+def test_adapted_norms_change_the_prediction_per_episode(root, engine):
+    """adapt_norms=True: BatchNorm's affine parameters adapt on either engine, alone = in a batch."""
+    model = demo_r18(root)
+    adapter = EpisodeAdapter(steps=2, queries_per_step=1, optimizer=dict(type='SGD', lr=0.5),
+                             params=['backbone.layer3.1.bn2'], adapt_norms=True, engine=engine)
+    assert adapter.parameter_names(model) == ['backbone.layer3.1.bn2.weight', 'backbone.layer3.1.bn2.bias']
+    control = EpisodeAdapter(steps=2, queries_per_step=1, optimizer=dict(type='SGD', lr=0.0),
+                             params=['backbone.layer3.1.bn2'], adapt_norms=True, engine=engine)
+    data = episodes(49, b=2, v=2)
+    batch, plain = predict(model, adapter, data), predict(model, control, data)
+    assert (batch - plain).abs().max() > 1e-3
+    assert (predict(model, adapter, tuple(x[1:2] for x in data))[0] - batch[1]).abs().max() <= 1e-5
 
 
 def test_loop_engine_workers_give_the_single_threaded_result(root):

@@ -187,6 +187,11 @@ CONTRADICTIONS = [
     (dict(test_episodes=0), 'test_episodes must be None'),
     (dict(test_seeds=[]), 'test_seeds must be a non-empty list'),
     (dict(test_seeds=[1, 1]), 'test_seeds repeats a seed'),
+    (dict(test_seeds=[0, -1]), r'test_seeds must be a non-empty list of whole numbers >= 0 .*: \[-1\] is not one'),
+    (dict(test_seeds=[True]), r'test_seeds must be .*, got \[True\]'),
+    (dict(test_seeds=[0.5]), r'test_seeds must be .*, got \[0.5\]'),
+    (dict(test_episodes=2.5), 'test_episodes must be None'),
+    (dict(test_episodes=True), 'test_episodes must be None'),
     (dict(metrics=['standard', 'patnet']), "metrics must name 'standard' and/or 'official'"),
     (dict(selection='best'), 'selection must be one of'),
     (dict(adaptation_labels='online'), 'adaptation_labels must be one of'),
@@ -208,6 +213,13 @@ CONTRADICTIONS = [
 def test_contradictions_are_refused_naming_both_keys(options, message):
     with pytest.raises(ProtocolError, match=message):
         resolved('configs/ifa/deepglobe_1shot.py', **options)
+
+
+def test_a_dataset_built_alone_refuses_a_negative_seed(tmp_path):
+    """The seed is checked where the dataset reads it too (a dataset built without the resolver)."""
+    from ifa_mmseg.datasets import DeepglobeDataset
+    with pytest.raises(ValueError, match=r'seed \(the episode seed\) must be a whole number >= 0, got -1'):
+        DeepglobeDataset(data_root=str(tmp_path), seed=-1)
 
 
 def test_other_shots_keep_the_standard_metric():

@@ -30,6 +30,7 @@ from mmengine.utils import ProgressBar, scandir
 from PIL import Image
 
 from ifa_mmseg.apis import FewShotInferencer
+from ifa_mmseg.utils import NonFiniteError
 from ifa_mmseg.visualization import FewShotLocalVisualizer
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -179,7 +180,7 @@ def main() -> None:
         supports = inferencer.load_supports([p[0] for p in pairs], [p[1] for p in pairs], args.adapt_steps,
                                             args.adapt_seed)
         results = inferencer.predict(queries, supports, args.batch_size, args.save_prob)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, NonFiniteError) as err:
         sys.exit(f'error: {err}')
 
     out = osp.abspath(args.out)
@@ -188,7 +189,7 @@ def main() -> None:
     try:
         try:
             write_outputs(tmp, stems, results, inferencer.visualizer, args.save_prob, args.opacity, args.title)
-        except (ValueError, OSError) as err:  # a query that passed the check but fails to load now
+        except (ValueError, OSError, NonFiniteError) as err:  # a query that fails to load now, or diverges
             sys.exit(f'\nerror: {err}\nnothing was written to {out}')
         publish(tmp, out)
     finally:

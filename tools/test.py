@@ -1,7 +1,7 @@
 """Evaluate a checkpoint with an mmengine Runner (all episode seeds of the config)."""
 import argparse
 
-from ifa_mmseg.utils import add_common_args, build_runner, load_config, setup_distributed
+from ifa_mmseg.utils import add_common_args, load_config, run_stage, setup_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -36,7 +36,7 @@ def main() -> None:
         evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
         cfg.test_evaluator = [*evaluators, dump]
     setup_distributed(cfg, args.launcher)
-    build_runner(cfg).test()
+    run_stage(cfg, 'test')
 
 
 if __name__ == '__main__':

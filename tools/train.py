@@ -1,7 +1,7 @@
 """Train (source training or IFA adaptation) with an mmengine Runner."""
 import argparse
 
-from ifa_mmseg.utils import add_common_args, build_runner, load_config, setup_distributed
+from ifa_mmseg.utils import add_common_args, load_config, run_stage, setup_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -18,7 +18,7 @@ def main() -> None:
     cfg = load_config(args)
     cfg.resume = args.resume
     setup_distributed(cfg, args.launcher)
-    build_runner(cfg).train()
+    run_stage(cfg, 'train')
 
 
 if __name__ == '__main__':

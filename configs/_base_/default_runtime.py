@@ -19,10 +19,9 @@ selection = 'last'  # checkpoint kept: 'last', 'heldout' (FSS-1000's other split
 # (at test time, each episode adapts its own copy of the weights on its K supports only; README "Adaptation")
 adaptation_labels = 'pool'
 episode_sampling = 'standard'  # 'official': the official numpy call sequence, its exact episodes
-# adaptation_labels='episode': a recipe of ifa_mmseg.models.adaptation.EPISODE_RECIPES ('light': the backbone's last
-# block on a fixed bank of augmented support views; 'full': every parameter IFA trains, a new view per use), any of
-# whose keys may be stated here too (steps, queries_per_step, views, params, optimizer, engine). Chosen by sweeps on
-# held-out synthetic targets (docs/benchmarks.md); not tuned on any real target.
+# adaptation_labels='episode': a recipe of ifa_mmseg.models.adaptation.EPISODE_RECIPES (what each one does is stated
+# there), any of whose keys may be stated here too (steps, queries_per_step, views, params, optimizer, engine). Chosen
+# by sweeps on held-out synthetic targets (docs/benchmarks.md); not tuned on any real target.
 episode_adaptation = dict(recipe='light')
 
 env_cfg = dict(

@@ -27,6 +27,8 @@ from ifa_mmseg.datasets.transforms import LoadBinaryMask, LoadRGBImageFromFile
 from ifa_mmseg.datasets.transforms.formatting import image_tensor
 from ifa_mmseg.datasets.transforms.loading import MASK_RULE, binary_mask, open_image
 from ifa_mmseg.models.adaptation import EpisodeAdapter, Params
+from ifa_mmseg.models.utils.state_check import CheckpointMismatchError
+from ifa_mmseg.utils.non_finite import NonFiniteError
 from ifa_mmseg.visualization import FewShotLocalVisualizer
 
 ImageInput = Union[str, os.PathLike, np.ndarray]
@@ -178,7 +180,10 @@ class FewShotInferencer(BaseInferencer):
         model_cfg.pop('pretrained', None)
         model_cfg.test_cfg = dict(model_cfg.get('test_cfg') or {}, resize_to_original=True)
         model = MODELS.build(model_cfg)
-        checkpoint = load_checkpoint(model, weights, map_location='cpu', strict=True)
+        try:
+            checkpoint = load_checkpoint(model, weights, map_location='cpu', strict=True)
+        except CheckpointMismatchError as err:
+            raise CheckpointMismatchError(f'{weights}: {err}') from None
         meta = checkpoint.get('meta') or {} if isinstance(checkpoint, dict) else {}
         if meta.get('dataset_meta'):
             model.dataset_meta = meta['dataset_meta']
@@ -310,6 +315,11 @@ class FewShotInferencer(BaseInferencer):
                                    query_masks.to(self.device)[None])
         with torch.no_grad():
             prototypes = self.model.encode_support(normalised, device_masks, params=params)
+        if not all(torch.isfinite(p).all() for p in prototypes):  # once per support set
+            why = (f'adapting to them diverged ({adapter.steps} steps, optimizer {adapter.optimizer}): lower the '
+                   "learning rate (the config's episode_adaptation.optimizer.lr)" if adapter is not None
+                   else 'check the images')
+            raise NonFiniteError(f'the prototypes of the supports {names} are NaN or inf: {why}')
         return SupportSet(names, imgs, support_masks, prototypes, shapes, params, adapter.steps if adapter else 0)
 
     def _episode_adapter(self, steps: int) -> EpisodeAdapter:
@@ -386,6 +396,11 @@ class FewShotInferencer(BaseInferencer):
             raise ValueError('FewShotInferencer needs a support set: support_images and support_masks, or supports')
         samples = self.model.predict_with_support(self._normalise(inputs['inputs']), supports.prototypes,
                                                   inputs['data_samples'], params=supports.params)
+        bad = torch.stack([(~torch.isfinite(s.seg_logits.data)).sum() for s in samples]).tolist()  # once per batch
+        for sample, count in zip(samples, bad):
+            if count:
+                raise NonFiniteError(f'query {sample.metainfo["img_path"]}: {count} of its logits are NaN or inf, '
+                                     'so no mask is written for it')
         for sample in samples:
             sample.support_imgs, sample.support_masks = supports.imgs, supports.masks
             sample.set_metainfo(dict(support_paths=supports.names, support_ori_shapes=supports.ori_shapes))

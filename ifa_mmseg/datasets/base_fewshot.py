@@ -8,6 +8,7 @@ import numpy as np
 from mmengine.dataset import BaseDataset, Compose
 from mmseg.registry import DATASETS, TRANSFORMS
 
+from ..utils.validation import is_whole
 from .pseudo_query import draw_pseudo_queries, ifa_augmentations, item_seed, mask_loaded_at
 from .transforms.loading import MASK_RULE, LoadBinaryMask
 
@@ -98,10 +99,12 @@ class BaseFewShotDataset(BaseDataset):
                  **kwargs) -> None:
         if episode_sampling not in ('standard', 'official'):
             raise ValueError(f"episode_sampling must be 'standard' or 'official', got {episode_sampling!r}")
-        if shot < 1:
-            raise ValueError(f'shot must be at least 1, got {shot}')
-        if num_episodes is not None and num_episodes <= 0:
-            raise ValueError(f'num_episodes must be positive (or None for the default), got {num_episodes}')
+        if not is_whole(shot) or shot < 1:
+            raise ValueError(f'shot must be a whole number >= 1, got {shot!r}')
+        if num_episodes is not None and (not is_whole(num_episodes) or num_episodes <= 0):
+            raise ValueError(f'num_episodes must be a whole number > 0 (or None for the default), got {num_episodes!r}')
+        if not is_whole(seed) or seed < 0:
+            raise ValueError(f'seed (the episode seed) must be a whole number >= 0, got {seed!r}')
         self.shot = shot
         self.seed = seed
         self.episode_sampling = episode_sampling

@@ -9,9 +9,11 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
+from mmengine.config import Config
 from mmengine.dist import is_main_process
 from mmengine.hooks import IterTimerHook
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.runner import TestLoop
 from mmengine.runner.amp import autocast
 from mmseg.registry import LOOPS
@@ -20,7 +22,8 @@ from scipy import stats
 
 from ..evaluation.fewshot_metric import FULL_TABLE_MAX_CLASSES, per_class_text
 from ..utils.cli import AMP_DTYPES
-from .protocol import resolve_protocol, selection_note, write_protocol
+from ..utils.non_finite import NonFiniteError
+from .protocol import ProtocolError, resolve_protocol, selection_note, write_protocol
 
 
 def mean_ci95(values: Sequence[float]) -> Dict[str, float]:
@@ -28,6 +31,23 @@ def mean_ci95(values: Sequence[float]) -> Dict[str, float]:
     v = np.asarray(values, dtype=np.float64)
     half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
     return dict(mean=float(v.mean()), ci95=half)
+
+
+def adapt_model_to_resolved(model: torch.nn.Module, cfg: Config) -> None:
+    """Give a model built from the unresolved config (by a plain Runner) the resolved config's test-time settings.
+
+    The resolver changes one model key, ``test_cfg.episode_adaptation`` (``adaptation_labels='episode'``).
+
+    Raises:
+        ProtocolError: the config adapts per episode but the model cannot.
+    """
+    settings = cfg.model.get('test_cfg', {}).get('episode_adaptation')
+    model = model.module if is_model_wrapper(model) else model
+    if hasattr(model, 'set_episode_adaptation'):
+        model.set_episode_adaptation(settings)
+    elif settings:
+        raise ProtocolError(f"adaptation_labels='episode': {type(model).__name__} has no per-episode adaptation "
+                            '(set_episode_adaptation)')
 
 
 @LOOPS.register_module()
@@ -66,6 +86,7 @@ class MultiSeedTestLoop(TestLoop):
             cfg = copy.deepcopy(runner.cfg)
             runner.protocol = resolve_protocol(cfg)
             dataloader, evaluator, seeds = cfg.test_dataloader, cfg.test_evaluator, cfg.test_cfg.seeds
+            adapt_model_to_resolved(runner.model, cfg)
         self._dataloader_cfg = copy.deepcopy(dataloader)
         self.seeds = tuple(seeds)
         self.current_seed = self.seeds[0]
@@ -98,9 +119,12 @@ class MultiSeedTestLoop(TestLoop):
                       logger='current')
             start = time.time()
             self._restart_timers()
-            for idx, data_batch in enumerate(self.dataloader):
-                self.run_iter(idx, data_batch)
-            per_seed.append(self.evaluator.evaluate(len(self.dataloader.dataset)))
+            try:
+                for idx, data_batch in enumerate(self.dataloader):
+                    self.run_iter(idx, data_batch)
+                per_seed.append(self.evaluator.evaluate(len(self.dataloader.dataset)))
+            except NonFiniteError as err:
+                raise NonFiniteError(f'episode seed {seed}: {err}') from None
             seconds.append(time.time() - start)
         metrics = self._summarise(per_seed)
         note = selection_note(self.runner.protocol)

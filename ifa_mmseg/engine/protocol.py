@@ -22,6 +22,8 @@ from mmengine.config import Config, ConfigDict
 from mmengine.dist import is_main_process
 from mmseg.registry import DATASETS
 
+from ..utils.validation import is_whole
+
 FACTS = ('data_root', 'shot', 'test_episodes', 'test_seeds')
 PROTOCOL_CHOICES: Dict[str, tuple] = dict(
     metrics=('standard', 'official'),
@@ -82,15 +84,17 @@ class _Resolver:
         f = self.facts
         if not isinstance(f['data_root'], str) or not f['data_root']:
             raise ProtocolError(f'data_root must be a folder path, got {f["data_root"]!r}')
-        if not isinstance(f['shot'], int) or isinstance(f['shot'], bool) or f['shot'] < 1:
+        if not is_whole(f['shot']) or f['shot'] < 1:
             raise ProtocolError(f'shot must be a whole number >= 1, got {f["shot"]!r}')
         episodes = f['test_episodes']
-        if episodes is not None and (not isinstance(episodes, int) or episodes <= 0):
+        if episodes is not None and (not is_whole(episodes) or episodes <= 0):
             raise ProtocolError(f'test_episodes must be None (the dataset default) or a whole number > 0, '
                                 f'got {episodes!r}')
         seeds = f['test_seeds']
-        if isinstance(seeds, int) or not seeds or not all(isinstance(s, int) for s in seeds):
-            raise ProtocolError(f'test_seeds must be a non-empty list of whole numbers, got {seeds!r}')
+        if is_whole(seeds) or not seeds or not all(is_whole(s) and s >= 0 for s in seeds):
+            bad = [s for s in seeds if not (is_whole(s) and s >= 0)] if isinstance(seeds, (list, tuple)) else seeds
+            raise ProtocolError(f'test_seeds must be a non-empty list of whole numbers >= 0 (numpy seeds), got '
+                                f'{seeds!r}' + (f': {bad!r} is not one' if bad != seeds else ''))
         if len(set(seeds)) != len(seeds):
             raise ProtocolError(f'test_seeds repeats a seed: {list(seeds)}')
         f['test_seeds'] = tuple(seeds)

@@ -1,4 +1,5 @@
 """Few-shot segmentation IoU under the standard and the official IFA protocols."""
+import logging
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -9,16 +10,24 @@ from mmengine.logging import MMLogger, print_log
 from mmseg.registry import METRICS, TRANSFORMS
 from prettytable import PrettyTable
 
+from ..utils.non_finite import NonFiniteError
+
+
+def _pixel_sums(pred: torch.Tensor, gt: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """int64 [4] on ``pred``'s device: true positives, predicted, labelled and valid pixels."""
+    valid = gt != ignore_index
+    p, g = (pred == 1) & valid, (gt == 1) & valid
+    return torch.stack([(p & g).sum(), p.sum(), g.sum(), valid.sum()])
+
+
+def _tp_fp_fn_tn(sums: Sequence[int]) -> np.ndarray:
+    tp, predicted, labelled, valid = sums
+    return np.array([tp, predicted - tp, labelled - tp, valid - predicted - labelled + tp], dtype=np.int64)
+
 
 def episode_counts(pred: torch.Tensor, gt: torch.Tensor, ignore_index: int = 255) -> np.ndarray:
     """Pixel counts (TP, FP, FN, TN) of a binary prediction against a binary mask."""
-    valid = gt != ignore_index
-    p, g = (pred == 1) & valid, (gt == 1) & valid
-    tp = int((p & g).sum())
-    fp = int(p.sum()) - tp
-    fn = int(g.sum()) - tp
-    tn = int(valid.sum()) - tp - fp - fn
-    return np.array([tp, fp, fn, tn], dtype=np.int64)
+    return _tp_fp_fn_tn(_pixel_sums(pred, gt, ignore_index).tolist())
 
 
 def standard_iou(class_ids: np.ndarray, counts: np.ndarray) -> Dict[str, object]:
@@ -141,6 +150,10 @@ class FewShotIoUMetric(BaseMetric):
         resolution: ``'model'`` or ``'original'``.
         gt_loader: mask transform for ``'original'`` (the pipeline's ``LoadBinaryMask``).
         align_corners: of the bilinear resize for ``'original'`` (the head's setting).
+        nonfinite: an episode whose logits hold NaN or inf stops the evaluation, naming it
+            (``'error'``), or is counted and the count reported beside the metrics as
+            ``nonfinite_episodes`` (``'report'``). Checked in the transfer that brings the
+            pixel counts to the host: no extra synchronisation.
     """
 
     def __init__(self,
@@ -150,6 +163,7 @@ class FewShotIoUMetric(BaseMetric):
                  resolution: str = 'model',
                  gt_loader: dict = dict(type='LoadBinaryMask', mode='threshold'),
                  align_corners: bool = True,
+                 nonfinite: str = 'error',
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
@@ -161,6 +175,9 @@ class FewShotIoUMetric(BaseMetric):
                              "build the runner from a config with runner_type='FewShotRunner')")
         if resolution not in ('model', 'original'):
             raise ValueError(f"resolution must be 'model' or 'original', got {resolution!r}")
+        if nonfinite not in ('error', 'report'):
+            raise ValueError(f"nonfinite must be 'error' or 'report', got {nonfinite!r}")
+        self.nonfinite = nonfinite
         self.protocols = tuple(protocols)
         self.resolution = resolution
         self.gt_loader = TRANSFORMS.build(gt_loader) if resolution == 'original' else None
@@ -170,25 +187,34 @@ class FewShotIoUMetric(BaseMetric):
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
+            logits = sample.get('seg_logits', {}).get('data')
             if self.resolution == 'original':
-                pred, gt = self._at_original_size(sample)
+                pred, gt = self._at_original_size(sample, logits)
             else:
                 pred = sample['pred_sem_seg']['data'][0]
                 gt = sample['gt_sem_seg']['data'][0].to(pred.device)
             if pred.shape != gt.shape:
                 raise ValueError(f'episode {sample["episode"]}: prediction {tuple(pred.shape)} and ground '
                                  f'truth {tuple(gt.shape)} differ in size')
-            self.results.append((sample['episode'], sample['class_id'],
-                                 episode_counts(pred, gt, self.ignore_index)))
+            sums = _pixel_sums(pred, gt, self.ignore_index)
+            bad = (~torch.isfinite(logits)).sum() if logits is not None else torch.zeros_like(sums[0])
+            host = torch.cat([sums, bad[None].to(sums)]).tolist()  # one transfer per episode
+            if host[4] and self.nonfinite == 'error':
+                raise NonFiniteError(
+                    f'episode {sample["episode"]} (class {sample["class_id"]}): {host[4]} of {logits.numel()} logits '
+                    'are NaN or inf, so its prediction means nothing. Likely causes: per-episode adaptation '
+                    'diverged (lower episode_adaptation.optimizer.lr), or float16 overflow under --amp (use '
+                    "--amp-dtype bfloat16). test_evaluator.nonfinite='report' evaluates anyway and reports the "
+                    'count of such episodes beside the metrics')
+            self.results.append((sample['episode'], sample['class_id'], _tp_fp_fn_tn(host[:4]), host[4] > 0))
 
-    def _at_original_size(self, sample: dict) -> tuple:
+    def _at_original_size(self, sample: dict, logits: torch.Tensor) -> tuple:
         """(prediction, mask), [H, W] each, at the query's size as stored on disk."""
         meta = {k: sample[k] for k in ('seg_map_path', 'img_path', 'ori_shape', 'mask_label') if k in sample}
         if 'seg_map_path' not in meta:
             raise ValueError(f'episode {sample["episode"]}: scoring at the original resolution needs the '
                              "query's seg_map_path in the metainfo")
         gt = torch.from_numpy(self.gt_loader(meta)['gt_seg_map'])
-        logits = sample['seg_logits']['data']
         if logits.shape[-2:] != gt.shape:
             logits = F.interpolate(logits[None].float(), size=gt.shape, mode='bilinear',
                                    align_corners=self.align_corners)[0]
@@ -201,6 +227,10 @@ class FewShotIoUMetric(BaseMetric):
         class_ids = np.array([r[1] for r in results])
         counts = np.stack([r[2] for r in results])
         metrics: Dict[str, float] = {}
+        nonfinite = sum(r[3] for r in results)
+        if nonfinite:
+            print_log(f'{nonfinite} of {len(results)} episodes have NaN or inf logits; the metrics count their '
+                      'predictions as they are (nonfinite_episodes)', logger='current', level=logging.WARNING)
         if 'standard' in self.protocols:
             std = standard_iou(class_ids, counts)
             metrics.update(mIoU=100 * std['mIoU'], FBIoU=100 * std['FBIoU'])
@@ -214,6 +244,8 @@ class FewShotIoUMetric(BaseMetric):
             metrics['official.mIoU'] = 100 * official_iou(
                 episodes, class_ids + meta.get('official_class_offset', 0), counts, self.official_batch_size,
                 meta['official_num_classes'])
+        if self.nonfinite == 'report':
+            metrics['nonfinite_episodes'] = float(nonfinite)
         return metrics
 
     def _name(self, class_id: int) -> str:

@@ -70,3 +70,20 @@ def build_runner(cfg: Config) -> Runner:
         return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     except ProtocolError as err:
         sys.exit(f'{cfg.filename}: {err}')
+
+
+def run_stage(cfg: Config, stage: str) -> None:
+    """Build the config's runner and run ``stage`` (``'train'`` or ``'test'``).
+
+    A protocol error, a checkpoint that does not fit the model and a non-finite loss, weight
+    or prediction exit with their message (they name the key, file, iteration or episode),
+    not a traceback.
+    """
+    from ..engine.protocol import ProtocolError
+    from ..models.utils.state_check import CheckpointMismatchError
+    from .non_finite import NonFiniteError
+    runner = build_runner(cfg)
+    try:
+        getattr(runner, stage)()
+    except (ProtocolError, CheckpointMismatchError, NonFiniteError) as err:
+        sys.exit(f'error: {err}')

@@ -16,7 +16,8 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=1),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=2),
-    sampler_seed=dict(type='DistSamplerSeedHook'))
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    non_finite=dict(type='NonFiniteCheckHook'))
 randomness = dict(seed=0)
 test_dataloader = dict(
     batch_size=3,

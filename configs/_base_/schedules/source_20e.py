@@ -10,5 +10,6 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', by_epoch=True, interval=1, max_keep_ckpts=2),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='FewShotVisualizationHook', draw=False))
+    visualization=dict(type='FewShotVisualizationHook', draw=False),
+    non_finite=dict(type='NonFiniteCheckHook'))  # a NaN/inf loss stops training, naming the iteration and term
 randomness = dict(seed=0)

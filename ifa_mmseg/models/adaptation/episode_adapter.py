@@ -35,6 +35,7 @@ from mmengine.registry import OPTIMIZERS
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm
 
 from .feature_split import FeatureSplit, backbone_blocks, owns
 
@@ -42,6 +43,8 @@ Params = Dict[str, Tensor]  # parameter name -> per-episode weights [B, *shape]
 # torch optimizers whose update of an element depends on that element's gradient history only
 ELEMENTWISE_OPTIMIZERS = ('SGD', 'Adam', 'AdamW', 'Adamax', 'NAdam', 'RAdam', 'RMSprop', 'Adagrad', 'Adadelta')
 ENGINES = ('loop', 'vmap')
+# layers whose affine parameters stay the checkpoint's unless adapt_norms=True (mmcv's and mmpretrain's norms subclass them)
+NORM_LAYERS = (_BatchNorm, _InstanceNorm, nn.LayerNorm, nn.GroupNorm)
 PARAM_CHOICES = ('trainable', 'last_block')
 # The per-episode adaptation recipes; a config's episode_adaptation names one (``recipe``; the default one is
 # named in configs/_base_/default_runtime.py) and may override any of its keys. Both adapt what IFA trains, each
@@ -151,8 +154,8 @@ class EpisodeAdapter:
     (views ``s*P .. s*P + P - 1`` modulo V), forms one pseudo-episode per pseudo-query (that
     query against the episode's K supports), and makes one optimizer step on the episode's
     IFA loss (the head's ``loss_weights``, averaged over its pseudo-episodes). BatchNorm
-    keeps the mode the model is in (eval at test time: running statistics, nothing updated)
-    and its affine parameters never adapt.
+    keeps the mode the model is in (eval at test time: running statistics, nothing updated);
+    normalisation layers' affine parameters adapt only with ``adapt_norms=True``.
 
     Its settings usually come from a config's ``episode_adaptation`` through
     :meth:`from_settings` (a recipe of :data:`EPISODE_RECIPES` and overrides).
@@ -166,11 +169,14 @@ class EpisodeAdapter:
         params: which parameters adapt: ``'trainable'`` (those with ``requires_grad``,
             the ones IFA trains), ``'last_block'`` (the backbone's last block: a residual
             block, a transformer layer with the final norm) or a list of name prefixes
-            (e.g. ``['backbone.layer3']``). BatchNorm parameters are never taken.
+            (e.g. ``['backbone.layer3']``), each taken without the normalisation layers'
+            parameters unless ``adapt_norms``.
         views: V, the pseudo-queries drawn per episode and reused across steps (a fixed
             bank, featurised once up to the first adapted parameter); ``None``: a new one
             for every use, V = ``steps * queries_per_step``.
         engine: ``'loop'`` or ``'vmap'`` (see the module docstring).
+        adapt_norms: let the affine parameters of the selected normalisation layers
+            (:data:`NORM_LAYERS`: BatchNorm, LayerNorm, GroupNorm, InstanceNorm) adapt too.
     """
 
     def __init__(self,
@@ -179,7 +185,8 @@ class EpisodeAdapter:
                  optimizer: dict,
                  params: Union[str, Sequence[str]],
                  views: Optional[int] = None,
-                 engine: str = 'loop') -> None:
+                 engine: str = 'loop',
+                 adapt_norms: bool = False) -> None:
         if not isinstance(steps, int) or steps < 0:
             raise ValueError(f'episode adaptation: steps must be a whole number >= 0, got {steps!r}')
         if not isinstance(queries_per_step, int) or queries_per_step < 1:
@@ -204,6 +211,7 @@ class EpisodeAdapter:
         self.params = params if params in PARAM_CHOICES else tuple(params)
         self.views = views
         self.engine = engine
+        self.adapt_norms = adapt_norms
 
     @classmethod
     def from_settings(cls, settings: Optional[Mapping[str, Any]] = None) -> 'EpisodeAdapter':
@@ -223,19 +231,22 @@ class EpisodeAdapter:
         return [(step * p + i) % self.num_queries for i in range(p)]
 
     def parameter_names(self, model: nn.Module) -> List[str]:
-        """The names of the parameters that adapt (never a BatchNorm's)."""
-        batchnorm = {f'{m}.{n}' for m, module in model.named_modules() if isinstance(module, _BatchNorm)
-                     for n, _ in module.named_parameters(recurse=False)}
-        named = [(n, p) for n, p in model.named_parameters() if n not in batchnorm]
+        """The names of the parameters that adapt (a normalisation layer's only with ``adapt_norms``)."""
+        norms = set() if self.adapt_norms else {
+            f'{m}.{n}' for m, module in model.named_modules() if isinstance(module, NORM_LAYERS)
+            for n, _ in module.named_parameters(recurse=False)}
+        named = [(n, p) for n, p in model.named_parameters() if n not in norms]
         if self.params == 'trainable':
             names = [n for n, p in named if p.requires_grad]
         else:
             prefixes = self.params if self.params != 'last_block' else self._last_block(model)
             names = [n for n, _ in named if owns(prefixes, n)]
-            unmatched = [pre for pre in prefixes if not any(owns((pre, ), n) for n, _ in named)]
-            if unmatched:
-                raise ValueError(f'episode adaptation: no parameter of the model is named {unmatched} (or below it), '
-                                 'BatchNorm parameters aside')
+            unmatched = [] if self.params == 'last_block' else [
+                pre for pre in prefixes if not any(owns((pre, ), n) for n, _ in named)]
+            if unmatched:  # a stated name; the last block's final norm may have nothing left to adapt
+                aside = '' if self.adapt_norms else ', normalisation layers aside (adapt_norms=True takes them)'
+                raise ValueError(f'episode adaptation: no parameter of the model is named {unmatched} (or below '
+                                 f'it){aside}')
         if not names:
             raise ValueError('episode adaptation: no parameter adapts (params=%r)' % (self.params, ))
         return names

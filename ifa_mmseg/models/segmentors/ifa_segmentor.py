@@ -10,6 +10,7 @@ from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList
 from torch import Tensor
 
 from ..adaptation import EpisodeAdapter, Params, adapted_features
+from ..utils.state_check import check_loaded_state
 
 
 @MODELS.register_module()
@@ -35,6 +36,10 @@ class IFASegmentor(BaseSegmentor):
             (:class:`~ifa_mmseg.models.EpisodeAdapter`).
         pretrained: backbone checkpoint, as mmseg segmentors take it (it becomes the
             backbone's ``init_cfg``); ``mmseg.apis.init_model`` passes ``None``.
+        strict_load: refuse a checkpoint that lacks any of the model's weights and buffers or
+            has keys that fit none (every loader: ``load_from``, ``init_model``, the
+            inferencer); ``False`` loads what fits. Non-finite values are refused either way
+            (:func:`~ifa_mmseg.models.utils.check_loaded_state`).
     """
 
     def __init__(self,
@@ -46,8 +51,11 @@ class IFASegmentor(BaseSegmentor):
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
                  pretrained: Optional[str] = None,
-                 init_cfg: OptMultiConfig = None) -> None:
+                 init_cfg: OptMultiConfig = None,
+                 strict_load: bool = True) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.strict_load = strict_load
+        self.register_load_state_dict_post_hook(check_loaded_state)
         if pretrained is not None:
             backbone = dict(backbone, init_cfg=dict(type='Pretrained', checkpoint=pretrained))
         self.backbone = MODELS.build(backbone)
@@ -56,9 +64,17 @@ class IFASegmentor(BaseSegmentor):
         self.decode_head = MODELS.build(decode_head)
         self.in_index = in_index
         self.train_cfg = train_cfg
-        self.test_cfg = test_cfg or {}
-        adaptation = self.test_cfg.get('episode_adaptation')
-        self.episode_adapter = EpisodeAdapter.from_settings(adaptation) if adaptation else None
+        self.test_cfg = dict(test_cfg or {})
+        self.set_episode_adaptation(self.test_cfg.get('episode_adaptation'))
+
+    def set_episode_adaptation(self, settings: Optional[dict]) -> None:
+        """Adapt a copy of the weights per test episode with these settings (``test_cfg.episode_adaptation``),
+        or not with ``None``; a model built before its config was resolved receives them here."""
+        if settings:
+            self.test_cfg['episode_adaptation'] = settings
+        else:
+            self.test_cfg.pop('episode_adaptation', None)
+        self.episode_adapter = EpisodeAdapter.from_settings(settings) if settings else None
         if self.episode_adapter is not None:
             self.episode_adapter.parameter_names(self)  # refuse unknown names now, not at the first episode
 
