@@ -8,8 +8,11 @@ stem included) from a random initialisation, at 48 px.
 import copy
 import json
 import os
+import os.path as osp
 import pickle
+import re
 
+import mmseg
 import pytest
 import torch
 import torch.nn.functional as F
@@ -266,6 +269,41 @@ def test_tools_test_one_and_two_processes_give_the_same_logits(root, setup, tmp_
     assert max(float((dumps['one'][k] - dumps['two'][k]).abs().max()) for k in dumps['one']) <= TOL
     metrics = logged_metrics(str(tmp_path / 'one'))
     assert metrics['mIoU'] == logged_metrics(str(tmp_path / 'two'))['mIoU']
+
+
+def test_diverging_adaptation_stops_the_test_naming_the_episode(root, setup, tmp_path):
+    """A learning rate that makes every episode's weights NaN: no metric, the episode named; or, asked for, the
+    metrics with the count of such episodes beside them."""
+    args = (setup['configs'][1], setup['ckpt'], '--cfg-options', 'episode_adaptation.optimizer.lr=1e6')
+    proc = run(root, 'tools/test.py', *args, '--work-dir', str(tmp_path / 'stop'), env=dict(OMP_NUM_THREADS='1'))
+    assert proc.returncode != 0 and 'results over episode seeds' not in proc.stdout + proc.stderr
+    assert re.search(r'error: episode seed 0: episode 0 \(class \d+\): 4608 of 4608 logits are NaN or inf, so its '
+                     r'prediction means nothing\. Likely causes: per-episode adaptation diverged', proc.stderr), \
+        proc.stderr[-2000:]
+    report = run(root, 'tools/test.py', *args, 'test_evaluator.nonfinite=report', '--work-dir',
+                 str(tmp_path / 'report'), env=dict(OMP_NUM_THREADS='1'))
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert '8 of 8 episodes have NaN or inf logits' in report.stdout + report.stderr
+    assert logged_metrics(str(tmp_path / 'report'))['nonfinite_episodes'] == 8
+
+
+def test_mmseg_test_tool_adapts_per_episode_as_ours(root, setup, tmp_path):
+    """mmseg's own tools/test.py builds a plain Runner from the unresolved config; the test loop gives its model the
+    resolved per-episode adaptation, so it predicts what our tools/test.py predicts."""
+    dumps = {}
+    for name, tool in (('ours', 'tools/test.py'), ('mmseg', osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools',
+                                                                     'test.py'))):
+        out = str(tmp_path / f'{name}.pkl')
+        config = tmp_path / f'{name}.py'
+        config.write_text(f"_base_ = '{setup['configs'][1]}'\ntest_evaluator = [dict(type='FewShotIoUMetric'), "
+                          f"dict(type='EpisodeLogitsDump', out_file='{out}')]\n")
+        proc = run(root, tool, str(config), setup['ckpt'], '--work-dir', str(tmp_path / name), '--cfg-options',
+                   'adaptation_labels=episode', env=dict(OMP_NUM_THREADS='1'))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        with open(out, 'rb') as f:
+            dumps[name] = pickle.load(f)
+    assert sorted(dumps['ours']) == sorted(dumps['mmseg']) == [(0, i) for i in range(8)]
+    assert all(torch.equal(dumps['ours'][k], dumps['mmseg'][k]) for k in dumps['ours'])
 
 
 @pytest.mark.parametrize('shot', [1, 2])

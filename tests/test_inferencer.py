@@ -29,6 +29,7 @@ from ifa_mmseg.datasets.pseudo_query import item_seed
 from ifa_mmseg.datasets.transforms import UnreadableFileError
 from ifa_mmseg.datasets.transforms.loading import EmptyMaskError
 from ifa_mmseg.models import EpisodeAdapter, IFAResNet
+from ifa_mmseg.utils import NonFiniteError
 from tests.helpers.fake_layouts import write_deepglobe
 from tests.helpers.scripts import load_script
 
@@ -500,3 +501,33 @@ def test_cli_adapts_to_the_support_set(root, demo_checkpoint, adapting, episode,
     proc = run_infer(root, demo_checkpoint, *write_supports(episode, tmp_path), '--query', query, '--out', str(out),
                      '--adapt-steps', '-1', config=DEMO_CONFIG)
     assert proc.returncode != 0 and 'error: --adapt-steps must be 0 or more, got -1' in proc.stderr
+
+
+def test_diverging_adaptation_is_refused_and_nothing_is_written(root, demo_checkpoint, adapting, episode, tmp_path):
+    """A learning rate that makes the adapted weights NaN: an error naming the supports, no empty mask written."""
+    imgs, red, _, queries, _ = episode
+    diverging = FewShotInferencer(osp.join(root, DEMO_CONFIG), demo_checkpoint, 'cpu',
+                                  cfg_options={**CFG_OPTIONS, 'episode_adaptation.optimizer.lr': 1e6})
+    with pytest.raises(NonFiniteError, match=r'the prototypes of the supports .* are NaN or inf: adapting to them '
+                                             r'diverged \(2 steps, optimizer .*1000000\.0.*\): lower the learning rate'):
+        diverging.load_supports(imgs, red, adapt_steps=2)
+    query = save(queries[0], tmp_path / 'q.png')
+    out = tmp_path / 'out'
+    proc = run_infer(root, demo_checkpoint, *write_supports(episode, tmp_path), '--query', query, '--out', str(out),
+                     '--adapt-steps', '2', '--cfg-options', 'episode_adaptation.optimizer.lr=1e6', config=DEMO_CONFIG)
+    assert proc.returncode != 0 and 'are NaN or inf: adapting to them diverged' in proc.stderr
+    assert not out.exists()
+
+
+def test_non_finite_logits_name_the_query(inferencer, episode, monkeypatch):
+    imgs, red, _, queries, _ = episode
+    supports = inferencer.load_supports(imgs, red)
+    original = inferencer.model.predict_with_support
+
+    def nan_logits(*args, **kwargs):
+        samples = original(*args, **kwargs)
+        samples[1].seg_logits.data[0, 0, 0] = float('nan')
+        return samples
+    monkeypatch.setattr(inferencer.model, 'predict_with_support', nan_logits)
+    with pytest.raises(NonFiniteError, match=r'query query #1: 1 of its logits are NaN or inf'):
+        inferencer(queries[:2], supports=supports, batch_size=2)
