@@ -8,8 +8,8 @@ HERE = osp.dirname(osp.abspath(__file__))
 # What `mim train/test ifa_mmseg CONFIG` and mmengine's `ifa_mmseg::` config names read from
 # <site-packages>/ifa_mmseg/.mim, as mmsegmentation and mmpretrain ship them.
 MIM_DIRS = ('configs', 'tools')
-# No released weights to index: an empty model index makes mmengine resolve `ifa_mmseg::ifa/x.py`
-# to .mim/configs/ifa/x.py (its base-config path) instead of failing on a missing file.
+# No released weights to index: an empty model index, by which `mim list` counts the package as an
+# OpenMMLab one. `ifa_mmseg::ifa/x.py` names do not need it: ifa_mmseg resolves them (compat.py).
 MODEL_INDEX = 'Import: []\n'
 
 

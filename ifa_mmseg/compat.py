@@ -1,6 +1,6 @@
 """Compatibility with the tested stack (see README, "Environment").
 
-Two pieces, both installed by ``import ifa_mmseg`` before any mmseg submodule:
+Three pieces, installed by ``import ifa_mmseg`` before any mmseg submodule:
 
 * ``install_mmcv_ops_shim``: mmseg 1.2.x imports ``mmcv.ops.point_sample``
   unconditionally (``mmseg/utils/mask_classification.py``); with mmcv-lite (no
@@ -12,6 +12,12 @@ Two pieces, both installed by ``import ifa_mmseg`` before any mmseg submodule:
   few extra objects (``HistoryBuffer`` with numpy scalars and its statistics
   methods); exactly those are allow-listed, so a crafted pickle in a downloaded
   ``.pth`` cannot run code.
+* ``install_config_scope``: mmengine 0.10.x finds a package-scoped config name
+  (``_base_ = 'ifa_mmseg::ifa/x.py'``, ``mmengine.hub.get_config``) in
+  ``<distribution location>/ifa_mmseg/.mim``, which only a wheel has (setup.py); an
+  editable install (``pip install -e .``, the README's setup) has no ``ifa_mmseg``
+  folder there. The ``ifa_mmseg`` scope is resolved by ``get_config_path`` instead:
+  the same file in a wheel, the checkout's ``configs/`` in an editable install.
 
 It works on both tested stacks (``requirements.txt`` and the oldest,
 ``requirements-min.txt``: torch 2.4, numpy 1.26). ``import ifa_mmseg`` prints
@@ -33,7 +39,7 @@ import re
 import sys
 import types
 import warnings
-from typing import Any, Callable, FrozenSet, Iterator, List, Optional
+from typing import Any, Callable, FrozenSet, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -263,10 +269,54 @@ def install_safe_checkpoint_loader() -> None:
         return safe_torch_load(filename, map_location)
 
 
+def install_config_scope() -> None:
+    """Resolve ``ifa_mmseg::<path>`` in ``_base_`` and ``mmengine.hub.get_config`` with ``get_config_path``.
+
+    Names of other scopes go to mmengine unchanged. A base config found this way gets mmengine's scope
+    ``ifa_mmseg`` as before (``ifa_mmseg.registry``). An unknown name raises ``FileNotFoundError`` naming
+    it, the config that asked for it and the closest shipped names. ``mmengine.hub.get_config`` is
+    replaced by name: a reference taken before ``import ifa_mmseg`` keeps mmengine's lookup.
+    """
+    import mmengine.hub
+    from mmengine.config import Config
+    from mmengine.config.utils import MODULE2PACKAGE
+    from mmengine.hub import hub
+
+    # the distribution mmengine's registry names when ``ifa_mmseg.registry`` cannot be imported
+    MODULE2PACKAGE.setdefault('ifa_mmseg', 'ifa-mmseg')
+    if getattr(hub.get_config, '_ifa_scope', False):
+        return
+    mmengine_cfg_path, mmengine_get_config = Config._get_cfg_path, hub.get_config
+
+    # config_path is imported at call time: ifa_mmseg is still importing when install() runs
+    def _get_cfg_path(cfg_path: str, filename: str) -> Tuple[str, Optional[str]]:
+        from .utils.config_path import SCOPE, get_config_path
+        if cfg_path.partition('::')[0] != SCOPE:
+            return mmengine_cfg_path(cfg_path, filename)
+        try:
+            return get_config_path(cfg_path), SCOPE
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f'{filename}: _base_: {err}') from None
+
+    @functools.wraps(mmengine_get_config)
+    def get_config(cfg_path: str, pretrained: bool = False) -> Config:
+        from .utils.config_path import SCOPE, get_config_path
+        if cfg_path.partition('::')[0] != SCOPE:
+            return mmengine_get_config(cfg_path, pretrained)
+        if pretrained:
+            raise ValueError(f'get_config({cfg_path!r}, pretrained=True): ifa_mmseg publishes no weights')
+        return Config.fromfile(get_config_path(cfg_path))
+
+    get_config._ifa_scope = True  # type: ignore[attr-defined]
+    Config._get_cfg_path = staticmethod(_get_cfg_path)
+    hub.get_config = mmengine.hub.get_config = get_config  # hub.get_model looks it up in hub
+
+
 def install() -> bool:
-    """Install both pieces; returns whether compiled mmcv ops are available."""
+    """Install every piece; returns whether compiled mmcv ops are available."""
     has_ops = install_mmcv_ops_shim()
     install_safe_checkpoint_loader()
+    install_config_scope()
     install_ops_log()
     os.environ.pop('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', None)  # never silently unsafe
     return has_ops

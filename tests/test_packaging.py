@@ -3,9 +3,11 @@
 The wheel is built from a copy of the checkout and installed (without dependencies) into a fresh venv whose
 only other packages are this interpreter's (a ``.pth`` line), then used from a folder outside the repository.
 Needs openmim (`mim`); .ci/run installs it and sets IFA_REQUIRE_PACKAGING=1, which turns a skip into a failure.
+The last tests use this checkout as it is installed (README: editable): configs by name, `ifa_mmseg::` names.
 """
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -159,3 +161,76 @@ def test_our_tools_take_a_shipped_config_name(tmp_path):
     args.config = 'ifa/no_such_config'
     with pytest.raises(SystemExit, match='neither a file nor a shipped config name'):
         load_config(args)
+
+
+def test_package_scoped_names_resolve_in_this_checkout(root, tmp_path):
+    """In an editable install mmengine alone looks for site-packages/ifa_mmseg/.mim (absent); ``import ifa_mmseg``
+    routes ``ifa_mmseg::`` names to this checkout's configs/: a string or list ``_base_``, ``get_config``."""
+    import ifa_mmseg
+    from mmengine.config import Config
+    from mmengine.hub import get_config
+    shipped = ifa_mmseg.get_config_path('ifa_mmseg::ifa/deepglobe_1shot.py')
+    assert shipped == os.path.join(root, 'configs', 'ifa', 'deepglobe_1shot.py')
+    assert get_config('ifa_mmseg::ifa/deepglobe_1shot.py').filename == shipped
+    with pytest.raises(ValueError, match='publishes no weights'):
+        get_config('ifa_mmseg::ifa/deepglobe_1shot.py', pretrained=True)
+    (tmp_path / 'one.py').write_text("_base_ = 'ifa_mmseg::ifa/deepglobe_1shot.py'\nshot = 5\n")
+    (tmp_path / 'local.py').write_text('extra = 1\n')
+    (tmp_path / 'many.py').write_text("_base_ = ['ifa_mmseg::ifa/deepglobe_1shot.py', './local.py']\n")
+    one, many = Config.fromfile(str(tmp_path / 'one.py')), Config.fromfile(str(tmp_path / 'many.py'))
+    direct = Config.fromfile(shipped)
+    assert one.shot == 5 and many.shot == direct.shot == 1 and many.extra == 1
+    assert one.source_config == many.source_config == direct.source_config
+    # mmengine's scope for an inherited package config: its registries are ifa_mmseg.registry's
+    assert one.model._scope_ == many.model._scope_ == 'ifa_mmseg' and one.model.type == direct.model.type
+
+
+def test_a_misspelt_shipped_name_is_named_with_the_closest(tmp_path):
+    """get_config_path, `_base_ = 'ifa_mmseg::...'`, get_config and our tools' load_config name the name asked
+    for and the closest shipped configs."""
+    import argparse
+
+    from mmengine.config import Config
+    from mmengine.hub import get_config
+
+    from ifa_mmseg import get_config_path
+    from ifa_mmseg.utils import load_config
+    closest = "the closest are ['ifa/deepglobe_1shot.py', 'ifa/deepglobe_5shot.py'"
+    with pytest.raises(FileNotFoundError) as err:
+        get_config_path('deepglobe_1shoot')
+    assert "named 'deepglobe_1shoot'; " + closest in str(err.value)
+    with pytest.raises(FileNotFoundError) as err:
+        get_config('ifa_mmseg::ifa/deepglobe_1shoot.py')
+    assert "named 'ifa_mmseg::ifa/deepglobe_1shoot.py'; " + closest in str(err.value)
+    mine = tmp_path / 'mine.py'
+    mine.write_text("_base_ = ['ifa_mmseg::ifa/deepglobe_1shoot.py']\n")
+    with pytest.raises(FileNotFoundError) as err:
+        Config.fromfile(str(mine))
+    assert f"{mine}: _base_: no shipped ifa_mmseg config named 'ifa_mmseg::ifa/deepglobe_1shoot.py'; " + closest \
+        in str(err.value)
+    args = argparse.Namespace(config='ifa/deepglobe_1shoot', local_rank=0, launcher='none', cfg_options=None,
+                              amp=False, work_dir=str(tmp_path))
+    with pytest.raises(SystemExit, match=re.escape("named 'ifa/deepglobe_1shoot'; " + closest)):
+        load_config(args)
+
+
+def test_a_user_config_inherits_by_package_scope_in_this_checkout(root, tmp_path):
+    """Our tools train and test from configs in another folder that inherit shipped ones by ``ifa_mmseg::``
+    (dicts of scope ``ifa_mmseg``, built through its registries), on generated data."""
+    from ifa_mmseg.datasets.synthetic import make_synthetic_benchmark
+
+    from .helpers.launch import run
+    data = str(tmp_path / 'data')
+    make_synthetic_benchmark(data, size=32, images_per_class=2, num_tiles=12, lesions_per_class=1, num_xrays=2)
+    source, target = tmp_path / 'source.py', tmp_path / 'target.py'
+    source.write_text(f"_base_ = 'ifa_mmseg::demo/source.py'\ndata_root = {data!r}\n"
+                      'train_cfg = dict(max_epochs=1)\ntrain_dataloader = dict(batch_size=12)\n')
+    target.write_text(f"_base_ = ['ifa_mmseg::demo/deepglobe.py']\ndata_root = {data!r}\n"
+                      'test_episodes = 4\ntest_seeds = (0, 1)\n')
+    proc = run(root, 'tools/train.py', str(source), '--work-dir', str(tmp_path / 'source'))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ckpt = tmp_path / 'source' / 'epoch_1.pth'
+    proc = run(root, 'tools/test.py', str(target), str(ckpt), '--work-dir', str(tmp_path / 'test'))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert 'results over episode seeds' in log and 'official.mIoU_ci95' in log and f'Load checkpoint from {ckpt}' in log
