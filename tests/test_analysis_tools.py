@@ -178,3 +178,13 @@ def test_metafile_lists_every_config_with_a_paper_number():
     for (target, shot), number in PAPER.items():
         row = next(line for line in section.splitlines() if f'`configs/ifa/{target}_{shot}shot_official.py`' in line)
         assert f'| {number:.2f} |' in row and row.rstrip().endswith('| no |')
+
+
+# ------------------------------------------------------------------ benchmark_nonfinite_guard.py
+def test_nonfinite_guard_benchmark_prints_its_table(tmp_path):
+    proc = run_tool([os.path.join(ROOT, 'tools', 'analysis_tools', 'benchmark_nonfinite_guard.py'), CONFIG_1SHOT,
+                     '--size', '64', '--batch', '2', '--repeats', '1'], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = dict(re.findall(r'^\| (eval|train) \| [\d.]+ \| [\d.e+-]+ \| ([\d.]+) \|$', proc.stdout, re.M))
+    assert sorted(rows) == ['eval', 'train'] and all(float(r) >= 0.9 for r in rows.values())
+    assert 'before_save_checkpoint (once per saved checkpoint)' in proc.stdout
