@@ -1,25 +1,30 @@
 """mmengine's Runner with the config's facts resolved, a recorded protocol and a resume that resumes."""
 import copy
 import os.path as osp
-from typing import Any, Dict
+import pickle
+from typing import Any, Dict, Optional
 
 from mmengine.config import Config
+from mmengine.dist import master_only
+from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.runner import Runner
-from mmengine.runner.checkpoint import find_latest_checkpoint
 from mmseg.registry import RUNNERS
 
+from .checkpoints import (PARTIAL_SUFFIX, checkpoint_template, find_resume_checkpoint, list_checkpoints,
+                          replace_durably)
 from .protocol import ProtocolError, protocol_summary, resolve_protocol, selection_note, write_protocol
 
 
 def check_start_checkpoint(cfg: Config) -> None:
     """Stop before building anything when the checkpoint a run starts from is missing.
 
-    A resumed run that finds a checkpoint in its work dir does not need ``load_from``.
+    A resumed run whose work dir holds checkpoints does not need ``load_from`` (whether one of them is
+    readable, :meth:`FewShotRunner.load_or_resume` decides and says).
     """
     load_from = cfg.get('load_from')
     if not load_from or '://' in load_from or osp.isfile(load_from):
         return
-    if cfg.get('resume') and find_latest_checkpoint(cfg.work_dir) is not None:
+    if cfg.get('resume') and list_checkpoints(cfg.work_dir, checkpoint_template(cfg)):
         return
     how = (f'train it first: python tools/train.py {cfg.source_config}' if cfg.get('source_config')
            else 'check the path')
@@ -38,10 +43,12 @@ class FewShotRunner(Runner):
     * :meth:`train` writes ``protocol.json`` (the record plus the adaptation pool and the
       test queries it excludes) into the work dir; ``MultiSeedTestLoop`` writes the test
       run's (with the episodes per seed).
-    * ``resume=True`` continues from the newest checkpoint of the work dir even when
-      ``load_from`` names the checkpoint the stage starts from (mmengine would resume
-      from ``load_from``); with no checkpoint in the work dir the stage starts from
-      ``load_from``.
+    * ``resume=True`` continues from the newest readable checkpoint of the work dir
+      (:func:`~ifa_mmseg.engine.checkpoints.find_resume_checkpoint`), even when ``load_from``
+      names the checkpoint the stage starts from (mmengine would resume from ``load_from``,
+      or from the path in ``last_checkpoint``); with no checkpoint in the work dir the stage
+      starts from ``load_from``.
+    * :meth:`save_checkpoint` never leaves a partly written file under a checkpoint's name.
     """
 
     protocol: Dict[str, Any]
@@ -71,15 +78,36 @@ class FewShotRunner(Runner):
     def load_or_resume(self) -> None:
         if self._has_loaded:
             return
-        latest = find_latest_checkpoint(self.work_dir) if self._resume else None
+        latest = find_resume_checkpoint(self.work_dir, checkpoint_template(self.cfg)) if self._resume else None
         if latest is not None:
             self.logger.info(f'Auto resumed from the latest checkpoint {latest}.')
-            self.resume(latest)
+            try:
+                self.resume(latest)
+            except (EOFError, RuntimeError, pickle.UnpicklingError) as err:
+                # torch.load names neither the file nor, for an empty one, the fault
+                raise RuntimeError(f'resume from {latest} failed: {type(err).__name__}: {err}') from err
         elif self._load_from is not None:
             if self._resume:
                 self.logger.info(f'resume: no checkpoint in {self.work_dir}; starting from {self._load_from}')
             self.load_checkpoint(self._load_from)
         self._has_loaded = True
+
+    @master_only
+    def save_checkpoint(self, out_dir: str, filename: str, file_client_args: Optional[dict] = None,
+                        save_optimizer: bool = True, save_param_scheduler: bool = True, meta: Optional[dict] = None,
+                        by_epoch: bool = True, backend_args: Optional[dict] = None) -> None:
+        """mmengine's (same arguments), written atomically on a local disk.
+
+        A kill during a save would leave a partial file under the checkpoint's name, for a resume to
+        load; so mmengine writes ``filename + PARTIAL_SUFFIX``, renamed onto ``filename`` once whole.
+        """
+        local = file_client_args is None and isinstance(get_file_backend(out_dir, backend_args=backend_args),
+                                                        LocalBackend)
+        written = filename + PARTIAL_SUFFIX if local else filename
+        super().save_checkpoint(out_dir, written, file_client_args, save_optimizer, save_param_scheduler, meta,
+                                by_epoch, backend_args)
+        if local:
+            replace_durably(osp.join(out_dir, written), osp.join(out_dir, filename))
 
     def train(self):
         if self.protocol.get('stage') == 'adaptation' and self.protocol.get('adaptation_labels') == 'none':
