@@ -42,7 +42,7 @@ def test_two_process_evaluation_matches_one(root, tmp_path, uninterrupted):
     checkpoint = str(uninterrupted / 'iter_6.pth')
     options = ['--cfg-options', 'test_dataloader.dataset.num_episodes=5']
     one = run(root, 'tools/test.py', TOY_CONFIG, checkpoint, '--work-dir', str(tmp_path / 'one'),
-              '--out', str(tmp_path / 'one.pkl'), *options)
+              '--out', str(tmp_path / 'one.pkl'), *options, env=dict(OMP_NUM_THREADS='1'))  # as each torchrun process
     assert one.returncode == 0, one.stderr[-3000:]
     # in tmp_path: mmengine gathers the ranks' results through a .dist_test/ folder it leaves in the cwd
     two = run_sh(root, 'dist_test.sh', f'{root}/{TOY_CONFIG}', checkpoint, '2', '--work-dir',

@@ -10,6 +10,7 @@ from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
+from ..models.utils.state_check import CheckpointMismatchError
 from .checkpoints import (PARTIAL_SUFFIX, checkpoint_template, find_resume_checkpoint, list_checkpoints,
                           replace_durably)
 from .protocol import ProtocolError, protocol_summary, resolve_protocol, selection_note, write_protocol
@@ -91,6 +92,14 @@ class FewShotRunner(Runner):
                 self.logger.info(f'resume: no checkpoint in {self.work_dir}; starting from {self._load_from}')
             self.load_checkpoint(self._load_from)
         self._has_loaded = True
+
+    def load_checkpoint(self, filename: str, *args: Any, **kwargs: Any) -> Any:
+        """mmengine's, with a checkpoint that does not fit the model named in the error (the model's
+        ``strict_load`` decides what fits: :func:`~ifa_mmseg.models.utils.check_loaded_state`)."""
+        try:
+            return super().load_checkpoint(filename, *args, **kwargs)
+        except CheckpointMismatchError as err:
+            raise CheckpointMismatchError(f'{filename}: {err}') from None
 
     @master_only
     def save_checkpoint(self, out_dir: str, filename: str, file_client_args: Optional[dict] = None,
