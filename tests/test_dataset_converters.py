@@ -311,11 +311,7 @@ def test_isic_stray_images(isic_src):
 
 
 def test_isic_shipped_csv():
-    try:
-        path = isic.default_class_csv()
-    except ConversionError:
-        pytest.skip('class_id.csv not shipped in the package yet')
-    classes = isic.read_class_csv(path)
+    classes = isic.read_class_csv(isic.default_class_csv())
     counts = {c: sum(v == c for v in classes.values()) for c in (1, 2, 3)}
     assert counts == isic.EXPECTED_COUNTS
 
