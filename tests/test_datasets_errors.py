@@ -155,8 +155,8 @@ def test_empty_class_folder_is_named(tmp_path):
 @pytest.mark.parametrize('num_episodes', [0, -3])
 def test_non_positive_num_episodes(tmp_path, num_episodes):
     fake_layouts.write_isic(str(tmp_path), counts=(3, 3, 3))
-    with pytest.raises(ValueError, match=f'num_episodes must be positive .*got {num_episodes}$'):
+    with pytest.raises(ValueError, match=f'num_episodes must be a whole number > 0 .*got {num_episodes}$'):
         build(tmp_path, type='ISICDataset', num_episodes=num_episodes)
-    with pytest.raises(ValueError, match=f'num_episodes must be positive .*got {num_episodes}$'):
+    with pytest.raises(ValueError, match=f'num_episodes must be a whole number > 0 .*got {num_episodes}$'):
         DATASETS.build(dict(type='IFAAdaptationDataset', dataset=dict(type='ISICDataset', data_root=str(tmp_path)),
                             num_episodes=num_episodes))

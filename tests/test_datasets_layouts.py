@@ -210,7 +210,7 @@ def test_fss1000_results_are_named_by_the_split_list(root):
     metric.dataset_meta = ds.metainfo
     for i in range(len(ds)):
         info = ds.get_data_info(i)
-        metric.results.append((info['episode'], info['class_id'], np.array([1, 0, 0, 1])))
+        metric.results.append((info['episode'], info['class_id'], np.array([1, 0, 0, 1]), False))
     keys = [k for k in metric.compute_metrics(metric.results) if k.startswith('IoU.')]
     assert keys == [f'IoU.{name}' for name in fake_layouts.fss_classes('test')[:3]]
     assert not any(k[len('IoU.'):].isdigit() for k in keys)

@@ -8,6 +8,7 @@ from mmengine.dataset import BaseDataset, Compose
 from mmengine.dist import is_main_process
 from mmseg.registry import DATASETS, TRANSFORMS
 
+from ..utils.validation import check_num_episodes
 from .base_fewshot import BaseFewShotDataset, ImageRecord, build_transforms, episode_pipeline, pack_episode
 from .pseudo_query import ifa_query_pipeline, item_seed
 
@@ -72,8 +73,7 @@ class IFAAdaptationDataset(BaseDataset):
             raise ValueError(f"support_pool must be 'standard' or 'official', got {support_pool!r}")
         if support_pool == 'official' and (pool_dataset is not None or pool_file is not None):
             raise ValueError("pool_dataset and pool_file belong to support_pool='standard'")
-        if num_episodes is not None and num_episodes <= 0:
-            raise ValueError(f'num_episodes must be positive (or None for the default), got {num_episodes}')
+        check_num_episodes(num_episodes)
         self.eval_dataset: BaseFewShotDataset = DATASETS.build(dataset)
         pool_split = type(self.eval_dataset).ADAPTATION.get('pool_split')
         if pool_dataset is None and support_pool == 'standard' and pool_split is not None:

@@ -8,7 +8,7 @@ import numpy as np
 from mmengine.dataset import BaseDataset, Compose
 from mmseg.registry import DATASETS, TRANSFORMS
 
-from ..utils.validation import is_whole
+from ..utils.validation import check_num_episodes, is_whole
 from .pseudo_query import draw_pseudo_queries, ifa_augmentations, item_seed, mask_loaded_at
 from .transforms.loading import MASK_RULE, LoadBinaryMask
 
@@ -101,8 +101,7 @@ class BaseFewShotDataset(BaseDataset):
             raise ValueError(f"episode_sampling must be 'standard' or 'official', got {episode_sampling!r}")
         if not is_whole(shot) or shot < 1:
             raise ValueError(f'shot must be a whole number >= 1, got {shot!r}')
-        if num_episodes is not None and (not is_whole(num_episodes) or num_episodes <= 0):
-            raise ValueError(f'num_episodes must be a whole number > 0 (or None for the default), got {num_episodes!r}')
+        check_num_episodes(num_episodes)
         if not is_whole(seed) or seed < 0:
             raise ValueError(f'seed (the episode seed) must be a whole number >= 0, got {seed!r}')
         self.shot = shot

@@ -26,18 +26,18 @@ def few(keys: Sequence[str]) -> str:
 
 
 def likely_cause(missing: Sequence[str], unexpected: Sequence[str], model_keys: Sequence[str]) -> str:
-    """One sentence on what the file probably is, from the key names alone."""
+    """One sentence (with its full stop) on what the file probably is, from the key names alone."""
     if any(k.startswith('layer0.') for k in unexpected):
         return ('This looks like an official IFA/SSP checkpoint: convert it first with '
-                'tools/model_converters/ifa_official_to_mmseg.py SRC DST')
+                'tools/model_converters/ifa_official_to_mmseg.py SRC DST.')
     backbone = {k[len('backbone.'):] for k in model_keys if k.startswith('backbone.')}
     if unexpected and sum(k in backbone for k in unexpected) >= len(unexpected) / 2:
         return ('This looks like a backbone-only file (its keys lack the "backbone." prefix): use it as '
-                "model.backbone.init_cfg=dict(type='Pretrained', checkpoint=FILE), or load a segmentor checkpoint")
+                "model.backbone.init_cfg=dict(type='Pretrained', checkpoint=FILE), or load a segmentor checkpoint.")
     if len(missing) == len(model_keys):
         return 'None of the model\'s weights is in the file: is it a checkpoint of this config\'s model?'
     return ('The file was saved from another model (e.g. another backbone depth or frozen stages): check the config '
-            'it was trained with')
+            'it was trained with.')
 
 
 def check_loaded_state(module: nn.Module, incompatible: Any) -> None:
@@ -61,7 +61,7 @@ def check_loaded_state(module: nn.Module, incompatible: Any) -> None:
             parts.append(f'{len(unexpected)} keys fit no weight ({few(unexpected)})')
         raise CheckpointMismatchError(
             f'the checkpoint does not fit the model: {"; ".join(parts)}. {likely_cause(missing, unexpected, model_keys)}'
-            '. To load what fits and keep the rest as initialised, set model.strict_load=False')
+            ' To load what fits and keep the rest as initialised, set model.strict_load=False')
     bad = non_finite_keys(module.state_dict())
     if bad:
         raise CheckpointMismatchError(f'the checkpoint holds non-finite values (NaN or inf) in {len(bad)} weights or '
