@@ -72,6 +72,13 @@ def test_test_tool_refuses_a_backbone_only_file(root, trained, tmp_path):
     # asked for explicitly, what fits is loaded (nothing here) and the run completes
     allowed = toy_test(root, path, tmp_path / 'partial', 'model.strict_load=False')
     assert allowed.returncode == 0, allowed.stderr[-3000:]
+    from ifa_mmseg.apis import FewShotInferencer
+    cfg = Config.fromfile(f'{root}/configs/ifa/deepglobe_1shot.py')  # the toy stage's model, with a test pipeline
+    with pytest.raises(CheckpointMismatchError, match='backbone-only file'):
+        FewShotInferencer(cfg, path, 'cpu')
+    cfg.model.strict_load = False
+    assert FewShotInferencer(cfg, path, 'cpu').model.strict_load is False
+    assert not init_model(cfg, path, device='cpu').training
 
 
 @pytest.mark.parametrize('change,message', [

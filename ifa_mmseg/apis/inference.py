@@ -147,7 +147,8 @@ class FewShotInferencer(BaseInferencer):
 
     Args:
         model: config file or :class:`Config` (model and dataset pipeline).
-        weights: segmentor checkpoint (all weights are loaded strictly).
+        weights: segmentor checkpoint; one that does not fit the model is refused unless the config sets
+            ``model.strict_load=False``.
         device: torch device; CUDA when available by default.
         cfg_options: overrides merged into the config, e.g.
             ``{'test_dataloader.dataset.pipeline.2.scale': (64, 64)}``.
@@ -181,7 +182,7 @@ class FewShotInferencer(BaseInferencer):
         model_cfg.test_cfg = dict(model_cfg.get('test_cfg') or {}, resize_to_original=True)
         model = MODELS.build(model_cfg)
         try:
-            checkpoint = load_checkpoint(model, weights, map_location='cpu', strict=True)
+            checkpoint = load_checkpoint(model, weights, map_location='cpu')  # the model's strict_load decides
         except CheckpointMismatchError as err:
             raise CheckpointMismatchError(f'{weights}: {err}') from None
         meta = checkpoint.get('meta') or {} if isinstance(checkpoint, dict) else {}
