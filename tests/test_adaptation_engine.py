@@ -216,7 +216,8 @@ def test_loop_engine_workers_give_the_single_threaded_result(root):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 @pytest.mark.parametrize('engine', ['loop', 'vmap'])
 def test_on_cuda_an_episode_alone_equals_it_in_a_batch(root, engine):
-    """The GPU check of the 'vmap' engine (README: untested on GPUs until this test has run on one)."""
+    """The GPU check of the 'vmap' engine (untested on GPUs until this test has run on one:
+    docs/en/user_guides/per_episode_adaptation.md)."""
     model = demo_r18(root).cuda()
     adapter = EpisodeAdapter(steps=3, queries_per_step=2, optimizer=SGD, params='trainable', engine=engine)
     data = tuple(x.cuda() for x in episodes(48, b=4, v=6))

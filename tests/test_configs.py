@@ -211,7 +211,7 @@ WRITERS = dict(deepglobe=fake_layouts.write_deepglobe, isic=fake_layouts.write_i
 
 @pytest.mark.parametrize('target', TARGETS)
 def test_released_checkpoint_under_the_official_protocol(root, tmp_path, released_checkpoint, target):
-    """README's route for the released models: convert, then tools/test.py with the *_official.py config."""
+    """The released models' route (configs/ifa/README.md): convert, then tools/test.py with the *_official.py config."""
     data = str(tmp_path / 'data')
     WRITERS[target](data)
     cfg = tmp_path / 'cfg.py'

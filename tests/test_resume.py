@@ -58,7 +58,7 @@ def kill_then_resume(root, tmp_path, cfg_text, kill_iter, last, resume_options=(
 
 @pytest.fixture(scope='module')
 def converted_official(tmp_path_factory):
-    """An official trained checkpoint in the released key format, converted (the README route)."""
+    """An official trained checkpoint in the released key format, converted (the route of configs/ifa/README.md)."""
     path = tmp_path_factory.mktemp('ckpt') / 'converted.pth'
     backbone = convert_official(official_trained_state_dict(50), IFAResNet(depth=50).state_dict())
     torch.save(dict(state_dict={f'backbone.{k}': v for k, v in backbone.items()}), path)

@@ -1,6 +1,6 @@
 # IFA adaptation on Deepglobe from the DINOv2 ViT-S/14 PASCAL source model of the same shot, then evaluation,
 # at 392 px (28 x 28 tokens of 14 px; the R-50 configs use 400). Another target: a child of this config
-# that sets test_dataloader = dict(dataset=dict(type='ISICDataset')) (README "Foundation backbones").
+# that sets test_dataloader = dict(dataset=dict(type='ISICDataset')) (docs/en/user_guides/models.md, "DINOv2").
 _base_ = [
     '../_base_/default_runtime.py', '../_base_/models/ifa_dinov2_vits14.py', '../_base_/datasets/deepglobe.py',
     '../_base_/schedules/adapt_20e.py'
