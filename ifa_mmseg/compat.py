@@ -1,4 +1,4 @@
-"""Compatibility with the tested stack (see README, "Environment").
+"""Compatibility with the tested stack (see docs/en/get_started.md, "Environment notes").
 
 Three pieces, installed by ``import ifa_mmseg`` before any mmseg submodule:
 
