@@ -212,6 +212,9 @@ def test_a_misspelt_shipped_name_is_named_with_the_closest(tmp_path):
                               amp=False, work_dir=str(tmp_path))
     with pytest.raises(SystemExit, match=re.escape("named 'ifa/deepglobe_1shoot'; " + closest)):
         load_config(args)
+    args.config = str(mine)  # a user's config whose _base_ is misspelt: the tools exit with the message, no traceback
+    with pytest.raises(SystemExit, match=re.escape(f"error: {mine}: _base_: no shipped ifa_mmseg config named")):
+        load_config(args)
 
 
 def test_a_user_config_inherits_by_package_scope_in_this_checkout(root, tmp_path):

@@ -48,7 +48,10 @@ def load_config(args: argparse.Namespace) -> Config:
             args.config = get_config_path(args.config)
         except FileNotFoundError as err:
             sys.exit(f'config {args.config!r} is neither a file nor a shipped config name: {err}')
-    cfg = Config.fromfile(args.config)
+    try:
+        cfg = Config.fromfile(args.config)
+    except FileNotFoundError as err:  # a _base_ (e.g. a misspelt ifa_mmseg:: name): the message names it
+        sys.exit(f'error: {err}')
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
