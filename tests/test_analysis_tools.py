@@ -102,10 +102,10 @@ def test_get_flops_reuses_the_benchmark_counter(capsys):
     mode, backbone, head, total = out.splitlines()[2].split()
     assert mode == 'eval' and float(backbone) > 0 and float(head) > 0
     assert float(total) == pytest.approx(float(backbone) + float(head), abs=0.0011)
-    benchmark = load_script('tools/analysis_tools/benchmark.py')
-    flops = benchmark.episode_flops(CONFIG_5SHOT, 5, 32)
+    from ifa_mmseg.utils.benchmark import episode_flops
+    flops = episode_flops(CONFIG_5SHOT, 5, 32)
     assert float(backbone) == pytest.approx(flops['backbone'] / 1e9, abs=0.0005)
-    one_shot = benchmark.episode_flops(CONFIG_5SHOT, 1, 32)
+    one_shot = episode_flops(CONFIG_5SHOT, 1, 32)
     assert flops['backbone'] == 3 * one_shot['backbone']  # (K + 1) images: 6 against 2
 
 
@@ -114,6 +114,14 @@ def test_tools_do_not_import_from_tests():
         with open(path) as f:
             text = f.read()
         assert not re.search(r'^\s*(from|import)\s+tests\b', text, re.M), path
+
+
+def test_tools_import_shared_code_from_the_package():
+    """What tools share lives in ifa_mmseg (e.g. ifa_mmseg/utils/benchmark.py): no tool edits sys.path to reach
+    another's code."""
+    for path in glob.glob(os.path.join(ROOT, 'tools', '**', '*.py'), recursive=True):
+        with open(path) as f:
+            assert 'sys.path' not in f.read(), path
 
 
 # ------------------------------------------------------------------ tools from another directory

@@ -1,6 +1,7 @@
 """tools/analysis_tools/benchmark.py at a tiny size, without the official code (issue 7)."""
 import os
 
+from ifa_mmseg.utils.benchmark import run_step_worker
 from tests.helpers.scripts import ROOT, load_script
 
 CONFIG = os.path.join(ROOT, 'configs', 'ifa', 'deepglobe_1shot.py')
@@ -23,10 +24,9 @@ def test_prints_a_row_per_mode(capsys):
 
 def test_bf16_autocast_step_on_cpu(tmp_path):
     """The worker's autocast path, served in-process: FLOPs, one timed pass, memory, GEMM rate."""
-    script = load_script('tools/analysis_tools/benchmark.py')
     spec = dict(impl='ours', config=CONFIG, device='cpu', amp='bf16', mode='ifa', batch=1, shot=2, size=32, seed=1,
                 threads=None, profile=False, official_root=None, out_file=str(tmp_path / 'out.pt'))
-    result = script.run_worker(spec, ['flops', 'step', 'finish'])
+    result = run_step_worker(spec, ['flops', 'step', 'finish'])
     assert len(result['times']) == 1 and 0 < result['backbone_times'][0] < result['times'][0]
     assert result['flops_backbone'] > 0 and result['peak_rss'] >= result['base_rss'] > 0
     assert result['gemm_mm'] > 0 and os.path.exists(spec['out_file'])

@@ -24,6 +24,7 @@ from mmseg.apis import init_model
 from mmseg.registry import DATASETS, MODELS
 
 from ifa_mmseg.apis import FewShotInferencer
+from ifa_mmseg.apis.inference import list_queries, output_stems
 from ifa_mmseg.datasets import fewshot_collate
 from ifa_mmseg.datasets.pseudo_query import item_seed
 from ifa_mmseg.datasets.transforms import UnreadableFileError
@@ -394,6 +395,26 @@ def test_adapted_support_set_predicts_as_the_episode_adaptation_test_route(demo_
     assert gap < 1e-5 and moved > 1e-2
 
 
+def test_query_listing_and_output_stems(tmp_path):
+    """What the inferencer and tools/infer.py share: folders give their images (sorted, any case of extension),
+    files and arrays pass through; stems are file stems or query_<index>, and two queries may not share one."""
+    qdir, empty = tmp_path / 'queries', tmp_path / 'empty'
+    qdir.mkdir()
+    empty.mkdir()
+    for name in ('b.PNG', 'a.jpg', 'notes.txt'):
+        (qdir / name).write_bytes(b'')
+    array = np.zeros((4, 4, 3), np.uint8)
+    queries = list_queries([str(qdir), 'c.tif', array])
+    assert queries[:3] == [str(qdir / 'a.jpg'), str(qdir / 'b.PNG'), 'c.tif'] and queries[3] is array
+    assert list_queries(str(qdir)) == queries[:2]
+    assert output_stems(queries) == ['a', 'b', 'c', 'query_00003']
+    with pytest.raises(ValueError, match=re.escape(f'query folder {empty} holds no image (.jpg, .jpeg, .png')):
+        list_queries([str(empty)])
+    with pytest.raises(ValueError, match=f'queries {re.escape(str(qdir / "a.jpg"))} and a.png would both be written '
+                                         'as a.png: rename one'):
+        output_stems([str(qdir / 'a.jpg'), 'a.png'])
+
+
 # ---------------------------------------------------------------------- tools/infer.py
 def run_infer(root, checkpoint, *args, config: str = CONFIG):
     env = dict(os.environ, PYTHONPATH=root)
@@ -422,13 +443,13 @@ def test_cli_writes_masks_overlays_and_probabilities(root, checkpoint, episode, 
                      '--out', str(out), '--batch-size', '2', '--save-prob', '--opacity', '0.6', '--title', 'my run')
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert '3/3' in proc.stdout  # the progress bar
-    assert sorted(os.listdir(out)) == ['masks', 'overlays', 'probs']
+    assert sorted(os.listdir(out)) == ['pred', 'prob', 'vis']  # the inferencer's out_dir layout, and prob
     for i, (q, gt) in enumerate(zip(queries, gts)):
-        mask = np.asarray(Image.open(out / 'masks' / f'q{i}.png'))
+        mask = np.asarray(Image.open(out / 'pred' / f'q{i}.png'))
         assert mask.shape == q.shape[:2] and set(np.unique(mask)) <= {0, 255}
         assert iou(mask == 255, gt) > RIGHT_IOU
-        assert np.load(out / 'probs' / f'q{i}.npy').shape == q.shape[:2]
-        overlay = np.asarray(Image.open(out / 'overlays' / f'q{i}.png'))
+        assert np.load(out / 'prob' / f'q{i}.npy').shape == q.shape[:2]
+        overlay = np.asarray(Image.open(out / 'vis' / f'q{i}.png'))
         # 2 supports (80x96) | query | prediction, each in its aspect ratio, upscaled to 256 px high, titled
         tiles_w = 2 * round(256 * 96 / 80) + 2 * round(256 * q.shape[1] / q.shape[0])
         assert overlay.ndim == 3 and overlay.shape[0] > 256 and overlay.shape[1] >= tiles_w
@@ -461,23 +482,23 @@ def test_cli_checks_every_output_path_first(root, checkpoint, episode, tmp_path)
     assert proc.returncode != 0
     assert f'error: cannot create {blocker / "out"}: {blocker} exists and is not a folder' in proc.stderr
     out = tmp_path / 'out'
-    (out / 'masks').mkdir(parents=True)
-    (out / 'overlays').write_text('')
+    (out / 'pred').mkdir(parents=True)
+    (out / 'vis').write_text('')
     proc = run_infer(root, checkpoint, *supports, '--query', query, '--out', str(out))
     assert proc.returncode != 0 and '0/1' not in proc.stdout  # stopped before the first prediction
-    assert f'error: cannot write outputs into {out / "overlays"}: it exists and is not a folder' in proc.stderr
-    assert sorted(os.listdir(out)) == ['masks', 'overlays'] and not os.listdir(out / 'masks')
+    assert f'error: cannot write outputs into {out / "vis"}: it exists and is not a folder' in proc.stderr
+    assert sorted(os.listdir(out)) == ['pred', 'vis'] and not os.listdir(out / 'pred')
 
 
 def test_output_check_names_unwritable_and_blocked_paths(tmp_path, monkeypatch):
     infer = load_script('tools/infer.py')
     out = tmp_path / 'out'
-    (out / 'probs' / 'q.npy').mkdir(parents=True)
+    (out / 'prob' / 'q.npy').mkdir(parents=True)
     infer.check_outputs(str(out), ['q'], save_prob=False)  # probs are not written
-    with pytest.raises(ValueError, match=re.escape(f'cannot write {out / "probs" / "q.npy"}: a folder of that name')):
+    with pytest.raises(ValueError, match=re.escape(f'cannot write {out / "prob" / "q.npy"}: a folder of that name')):
         infer.check_outputs(str(out), ['q'], save_prob=True)
-    denied = str(out / 'masks')
-    (out / 'masks').mkdir()
+    denied = str(out / 'pred')
+    (out / 'pred').mkdir()
     monkeypatch.setattr(infer.os, 'access', lambda path, mode: str(path) != denied)  # tests run as root
     with pytest.raises(ValueError, match=re.escape(f'cannot write outputs into {denied}: no write permission')):
         infer.check_outputs(str(out), ['q'], save_prob=False)
@@ -494,7 +515,7 @@ def test_cli_adapts_to_the_support_set(root, demo_checkpoint, adapting, episode,
                      '--save-prob', '--adapt-steps', '1', '--adapt-seed', '7', '--cfg-options',
                      *[f'{k}={v}' for k, v in ADAPT_LR.items()], config=DEMO_CONFIG)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    prob = np.load(out / 'probs' / 'q.npy')
+    prob = np.load(out / 'prob' / 'q.npy')
     adapted = adapting(queries[0], imgs, red, return_prob=True, adapt_steps=1, adapt_seed=7)['predictions'][0]
     plain = adapting(queries[0], imgs, red, return_prob=True)['predictions'][0]
     assert np.allclose(prob, adapted['prob'], atol=1e-5) and not np.allclose(prob, plain['prob'], atol=1e-3)

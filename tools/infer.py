@@ -4,11 +4,12 @@
         --query PATH_OR_DIR [...] --out DIR [--batch-size N] [--device cpu] [--save-prob]
         [--opacity A] [--title TEXT] [--adapt-steps N [--adapt-seed S]]
 
-Writes, for every query ``<stem>.<ext>``: ``DIR/masks/<stem>.png`` (0/255, the query's
-size), ``DIR/overlays/<stem>.png`` (the episode picture of ``FewShotLocalVisualizer``:
-each support with its mask | query | query with prediction, titled, each in its own
-aspect ratio, masks at ``--opacity`` and outlined, ``--title`` above) and, with
-``--save-prob``, ``DIR/probs/<stem>.npy`` (float32 foreground probability).
+Writes, for every query ``<stem>.<ext>``, in the layout of ``FewShotInferencer``'s ``out_dir``
+(MMSegInferencer's): ``DIR/pred/<stem>.png`` (0/255, the query's size),
+``DIR/vis/<stem>.png`` (the episode picture of ``FewShotLocalVisualizer``: each support
+with its mask | query | query with prediction, titled, each in its own aspect ratio, masks
+at ``--opacity`` and outlined, ``--title`` above) and, with ``--save-prob``,
+``DIR/prob/<stem>.npy`` (float32 foreground probability).
 With ``--adapt-steps N`` a copy of the model is first adapted to the support set (N steps
 of the config's ``episode_adaptation`` on pseudo-queries, augmented copies of the
 supports), as ``adaptation_labels='episode'`` adapts each test episode.
@@ -22,19 +23,16 @@ import os.path as osp
 import shutil
 import sys
 import tempfile
-from typing import Dict, Iterator, List, Optional
+from typing import Iterator, List, Optional
 
 import numpy as np
 from mmengine.config import DictAction
-from mmengine.utils import ProgressBar, scandir
+from mmengine.utils import ProgressBar
 from PIL import Image
 
-from ifa_mmseg.apis import FewShotInferencer
+from ifa_mmseg.apis.inference import OUTPUT_LAYOUT, FewShotInferencer, list_queries, output_path, output_stems
 from ifa_mmseg.utils import NonFiniteError
 from ifa_mmseg.visualization import FewShotLocalVisualizer
-
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
-OUTPUT_EXTENSIONS = dict(masks='.png', overlays='.png', probs='.npy')  # output subfolder -> file extension
 
 
 def parse_args() -> argparse.Namespace:
@@ -74,39 +72,9 @@ def support_pairs(groups: List[List[str]]) -> List[List[str]]:
     return groups
 
 
-def list_queries(paths: List[str]) -> List[str]:
-    """Query files from files and folders (a folder's images, sorted, not recursive)."""
-    queries = []
-    for path in paths:
-        if osp.isdir(path):
-            found = sorted(scandir(path, IMG_EXTENSIONS, case_sensitive=False))
-            if not found:
-                raise ValueError(f'query folder {path} holds no image ({", ".join(IMG_EXTENSIONS)})')
-            queries += [osp.join(path, f) for f in found]
-        else:
-            queries.append(path)  # checked, with the others, by the inferencer
-    return queries
-
-
-def output_stems(queries: List[str]) -> List[str]:
-    """Output names: each query's file stem, which must be unique."""
-    seen: Dict[str, str] = {}
-    for query in queries:
-        stem = osp.splitext(osp.basename(query))[0]
-        if stem in seen:
-            raise ValueError(f'queries {seen[stem]} and {query} would both be written as {stem}.png: rename one')
-        seen[stem] = query
-    return list(seen)
-
-
 def output_subfolders(save_prob: bool) -> List[str]:
     """The subfolders of the output folder that a run fills."""
-    return ['masks', 'overlays'] + (['probs'] if save_prob else [])
-
-
-def output_path(folder: str, sub: str, stem: str) -> str:
-    """Where the ``sub`` output of query ``stem`` goes under ``folder``."""
-    return osp.join(folder, sub, stem + OUTPUT_EXTENSIONS[sub])
+    return [sub for sub in OUTPUT_LAYOUT if save_prob or sub != 'prob']
 
 
 def check_outputs(out: str, stems: List[str], save_prob: bool) -> None:
@@ -138,12 +106,12 @@ def check_outputs(out: str, stems: List[str], save_prob: bool) -> None:
 def write_result(tmp: str, stem: str, result: dict, visualizer: FewShotLocalVisualizer, opacity: float = 0.4,
                  title: Optional[str] = None) -> None:
     """Mask PNG, overlay picture and, when predicted, the probability map of one query."""
-    Image.fromarray(result['mask'] * 255).save(output_path(tmp, 'masks', stem))
+    Image.fromarray(result['mask'] * 255).save(output_path(tmp, 'pred', stem))
     panel = visualizer.draw_episode(result['img'], result['data_sample'], draw_gt=False, opacity=opacity,
                                     title=title)
-    Image.fromarray(panel).save(output_path(tmp, 'overlays', stem))
+    Image.fromarray(panel).save(output_path(tmp, 'vis', stem))
     if 'prob' in result:
-        np.save(output_path(tmp, 'probs', stem), result['prob'])
+        np.save(output_path(tmp, 'prob', stem), result['prob'])
 
 
 def write_outputs(tmp: str, stems: List[str], results: Iterator[dict], visualizer: FewShotLocalVisualizer,

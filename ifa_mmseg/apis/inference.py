@@ -33,6 +33,10 @@ from ifa_mmseg.visualization import FewShotLocalVisualizer
 
 ImageInput = Union[str, os.PathLike, np.ndarray]
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+# What an output folder holds (the inferencer's ``out_dir``, tools/infer.py's ``--out``): subfolder -> file
+# extension. ``vis`` and ``pred`` are MMSegInferencer's, so that mmseg users find what they know; ``prob``
+# (foreground probabilities) is written by tools/infer.py --save-prob.
+OUTPUT_LAYOUT = dict(pred='.png', vis='.png', prob='.npy')
 
 
 @dataclass
@@ -75,6 +79,39 @@ def _query_name(src: ImageInput, index: int) -> str:
 def _output_stem(name: str, index: int) -> str:
     """Output file stem of a query: its file stem, or ``query_<index>`` for an array."""
     return f'query_{index:05d}' if name.startswith('query #') else osp.splitext(osp.basename(name))[0]
+
+
+def list_queries(inputs: Union[ImageInput, Sequence[ImageInput]]) -> List[ImageInput]:
+    """One image (path or array), a folder or a sequence of them -> the queries, a folder giving its images
+    (sorted, not recursive), so that a folder of queries needs no listing by hand."""
+    queries: List[ImageInput] = []
+    for src in _as_list(inputs):
+        if not (_is_path(src) and osp.isdir(src)):
+            queries.append(src)  # checked, with the others, by FewShotInferencer.check_queries
+            continue
+        found = sorted(scandir(os.fspath(src), IMG_EXTENSIONS, case_sensitive=False))
+        if not found:
+            raise ValueError(f'query folder {os.fspath(src)} holds no image ({", ".join(IMG_EXTENSIONS)})')
+        queries += [osp.join(os.fspath(src), f) for f in found]
+    return queries
+
+
+def output_stems(queries: Sequence[ImageInput]) -> List[str]:
+    """Each query's output file stem (:func:`_output_stem`); refused when two share one, as the second query's
+    files would overwrite the first's."""
+    seen: Dict[str, str] = {}
+    for i, src in enumerate(queries):
+        name = _query_name(src, i)
+        stem = _output_stem(name, i)
+        if stem in seen:
+            raise ValueError(f'queries {seen[stem]} and {name} would both be written as {stem}.png: rename one')
+        seen[stem] = name
+    return list(seen)
+
+
+def output_path(out_dir: str, kind: str, stem: str) -> str:
+    """Where the ``kind`` output (a key of :data:`OUTPUT_LAYOUT`) of query ``stem`` goes under ``out_dir``."""
+    return osp.join(out_dir, kind, stem + OUTPUT_LAYOUT[kind])
 
 
 def _episode_pipeline(cfg: Config) -> List[dict]:
@@ -255,13 +292,8 @@ class FewShotInferencer(BaseInferencer):
         return preprocessor._normalize(preprocessor.cast_data(list(imgs)))
 
     def _inputs_to_list(self, inputs) -> list:
-        """One image (path or array), a folder (its images, sorted, not recursive) or a sequence -> a list."""
-        if _is_path(inputs) and osp.isdir(inputs):
-            found = sorted(scandir(os.fspath(inputs), IMG_EXTENSIONS, case_sensitive=False))
-            if not found:
-                raise ValueError(f'query folder {os.fspath(inputs)} holds no image ({", ".join(IMG_EXTENSIONS)})')
-            return [osp.join(os.fspath(inputs), f) for f in found]
-        return _as_list(inputs)
+        """mmengine's hook, as tools/infer.py lists queries: :func:`list_queries`."""
+        return list_queries(inputs)
 
     # ------------------------------------------------------------------ supports
     def load_supports(self, images: Sequence[ImageInput], masks: Sequence[ImageInput],
@@ -492,21 +524,11 @@ class FewShotInferencer(BaseInferencer):
             img_out_dir, pred_out_dir = osp.join(out_dir, 'vis'), osp.join(out_dir, 'pred')
         queries = self._inputs_to_list(inputs)
         if img_out_dir or pred_out_dir:
-            self._check_unique_stems(queries)
+            output_stems(queries)
         return super().__call__(queries, return_datasamples=return_datasamples, batch_size=batch_size,
                                 supports=supports, return_vis=return_vis, show=show, wait_time=wait_time,
                                 img_out_dir=img_out_dir, opacity=opacity, title=title, pred_out_dir=pred_out_dir,
                                 return_prob=return_prob)
-
-    @staticmethod
-    def _check_unique_stems(queries: List[ImageInput]) -> None:
-        seen: Dict[str, str] = {}
-        for i, src in enumerate(queries):
-            name = _query_name(src, i)
-            stem = _output_stem(name, i)
-            if stem in seen:
-                raise ValueError(f'queries {seen[stem]} and {name} would both be written as {stem}.png: rename one')
-            seen[stem] = name
 
     def predict(self, queries: Union[ImageInput, Sequence[ImageInput]], supports: SupportSet,
                 batch_size: int = 1, return_prob: bool = False) -> Iterator[Dict]:

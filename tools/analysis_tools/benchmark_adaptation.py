@@ -29,31 +29,20 @@ Examples::
         --batch-sizes 1 2
 """
 import argparse
-import copy
 import json
 import os
-import platform
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 from mmengine import Config
-from mmengine.dataset import Compose
-from mmengine.registry import FUNCTIONS, init_default_scope
-from mmseg.registry import DATASETS, MODELS, TRANSFORMS
 from prettytable import PrettyTable
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from ifa_mmseg.datasets.base_fewshot import build_transforms, pack_episode
-from ifa_mmseg.datasets.pseudo_query import draw_pseudo_queries, ifa_augmentations, item_seed
 from ifa_mmseg.models.adaptation import EpisodeAdapter, episode_adaptation_settings
+from ifa_mmseg.utils.benchmark import Worker, cpu_name, run_adaptation_worker, take_turns
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_CONFIGS = ('configs/ifa/deepglobe_1shot.py', 'configs/ifa/deepglobe_1shot_dinov2_vits14.py',
@@ -65,7 +54,6 @@ ROUTES: Dict[str, Tuple[str, Optional[dict]]] = {
     'full-vmap': ('full (vmap)', dict(recipe='full', engine='vmap')),
     'light': ('light', dict(recipe='light', engine='loop')),
 }
-REPLY = 'BENCHMARK_ADAPTATION_REPLY '
 PROGRESS_EVERY = 20  # seconds: a progress line after a pass once this long has gone by since the last
 
 
@@ -103,168 +91,6 @@ def config_size(config: str) -> Optional[int]:
     pipeline = Config.fromfile(config).test_dataloader.dataset.get('pipeline') or []
     scale = next((t['scale'] for t in pipeline if t.get('type') == 'FewShotResize'), None)
     return scale if scale is None or isinstance(scale, int) else max(scale)
-
-
-# ----------------------------------------------------------------------------- worker side
-def random_image(rng: np.random.Generator, size: int, name: str, episode: int, seed: int) -> dict:
-    """A loaded, resized pipeline result: a uint8 image whose object is a disk.
-
-    Object and background have distinct colours (with noise), so that the head's
-    self-support prototypes find regions to select, as on real images.
-    """
-    yy, xx = np.mgrid[:size, :size]
-    cy, cx = rng.uniform(0.3, 0.7, 2) * size
-    mask = ((yy - cy) ** 2 + (xx - cx) ** 2 < (rng.uniform(0.15, 0.3) * size) ** 2).astype(np.uint8)
-    img = rng.integers(40, 216, (2, 3))[mask] + rng.integers(-40, 41, (size, size, 3))
-    return dict(img=img.clip(0, 255).astype(np.uint8), gt_seg_map=mask, img_path=f'{name}.jpg',
-                seg_map_path=f'{name}.png', img_shape=(size, size), ori_shape=(size, size), seg_fields=['gt_seg_map'],
-                episode=episode, episode_seed=seed)
-
-
-def packed_episodes(cfg: Config, batch: int, size: int, num_queries: int, seed: int) -> List[dict]:
-    """``batch`` 1-shot episodes packed as the config's test dataset packs them, with ``num_queries``
-    pseudo-queries each (drawn by its IFA augmentations, then resized like its images)."""
-    aug = DATASETS.get(cfg.test_dataloader.dataset.type).ADAPTATION
-    augment = Compose(build_transforms([*ifa_augmentations(aug['flip_prob'], aug['grid_shuffle']),
-                                        dict(type='FewShotResize', scale=(size, size))]))
-    pack = TRANSFORMS.build(dict(type='PackFewShotInputs'))
-    rng = np.random.default_rng(seed)
-    items = []
-    for b in range(batch):
-        query, support = (random_image(rng, size, f'{name}_{b}', b, seed) for name in ('query', 'support'))
-        pseudo, sources = (draw_pseudo_queries([support], augment, num_queries, item_seed(seed, b))
-                           if num_queries else ((), ()))
-        items.append(pack_episode(pack, query, [support], pseudo, sources))
-    return items
-
-
-def build(spec: dict) -> Tuple[torch.nn.Module, Callable[[], dict]]:
-    """The model of ``spec['config']`` adapting with ``spec['adaptation']`` (or plain) and a maker of fresh
-    collated uint8 batches."""
-    cfg = Config.fromfile(spec['config'])
-    test_cfg = {k: v for k, v in (cfg.model.get('test_cfg') or {}).items() if k != 'episode_adaptation'}
-    if spec['adaptation']:
-        test_cfg['episode_adaptation'] = spec['adaptation']
-    cfg.model.test_cfg = test_cfg
-    torch.manual_seed(spec['seed'])
-    model = MODELS.build(cfg.model).eval()
-    adapter = model.episode_adapter
-    items = packed_episodes(cfg, spec['batch'], spec['size'], adapter.num_queries if adapter else 0, spec['seed'])
-    collate = FUNCTIONS.get('fewshot_collate')
-    return model, lambda: collate(copy.deepcopy(items))
-
-
-def flop_counter() -> FlopCounterMode:
-    """FlopCounterMode that also counts the CPU kernels of scaled_dot_product_attention (DINOv2's), which its
-    registry lacks."""
-    aten = torch.ops.aten
-    return FlopCounterMode(display=False, custom_mapping={
-        aten._scaled_dot_product_flash_attention_for_cpu:
-        lambda q, k, v, *args, out_shape=None, **kwargs: sdpa_flop_count(q, k, v),
-        aten._scaled_dot_product_flash_attention_for_cpu_backward:
-        lambda grad, q, k, v, *args, out_shape=None, **kwargs: sdpa_backward_flop_count(grad, q, k, v),
-    })
-
-
-def say(payload: Any) -> None:
-    print(REPLY + json.dumps(payload), flush=True)
-
-
-def serve(spec: dict) -> None:
-    """The worker: build, answer ``ready``, then one pass per command until ``finish`` (answered with the
-    measurements). ``first``: the first pass (FLOPs counted when ``spec['flops']``), after which the peak
-    memory is read; ``time``: a timed pass."""
-    torch.set_num_threads(1)
-    init_default_scope('mmseg')
-    model, make_batch = build(spec)
-    batch = make_batch()  # the next pass's input, made before its clock starts
-    result = dict(spec, times=[], rss_before=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    say('ready')
-    for command in sys.stdin:
-        command = command.strip()
-        if command == 'finish':
-            say(result)
-            return
-        counter = flop_counter() if command == 'first' and spec['flops'] else None
-        start = time.perf_counter()
-        with torch.no_grad(), counter or nullcontext():
-            model.test_step(batch)
-        seconds = time.perf_counter() - start
-        if command == 'first':
-            result.update(first_time=seconds, peak_rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                          flops=counter.get_total_flops() if counter else None)
-        else:
-            result['times'].append(seconds)
-        batch = make_batch()
-        say(seconds)
-
-
-# ----------------------------------------------------------------------------- parent side
-class WorkerError(RuntimeError):
-    """A worker process ended without answering."""
-
-
-class Worker:
-    """One (config, route, B) served by a fresh interpreter (:func:`serve`), driven command by command."""
-
-    def __init__(self, spec: dict, log: str) -> None:
-        self.spec, self.log = spec, log
-        self.seconds: List[float] = []
-        self.result: Optional[dict] = None
-        self.error: Optional[str] = None
-        with open(log, 'w') as f:
-            self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), '--worker', json.dumps(spec)],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=f, text=True,
-                                         env=dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1'))
-
-    def answer(self) -> Any:
-        for line in self.proc.stdout:
-            if line.startswith(REPLY):
-                return json.loads(line[len(REPLY):])
-        self.proc.wait()
-        with open(self.log) as f:
-            tail = f.read().strip().splitlines()[-1:]
-        killed = ' (killed: out of memory?)' if self.proc.returncode == -9 else ''
-        raise WorkerError(f'exit status {self.proc.returncode}{killed}' + ''.join(f': {line}' for line in tail))
-
-    def send(self, command: str) -> Any:
-        try:
-            self.proc.stdin.write(command + '\n')
-            self.proc.stdin.flush()
-        except BrokenPipeError:
-            pass  # it has ended: answer() says why
-        return self.answer()
-
-
-def run_group(workers: List[Worker], passes: Sequence[str], on_pass: Callable[[Worker], None]) -> None:
-    """Every worker runs ``passes``, all taking turns pass by pass, the order rotating every round; each ends
-    right after its last pass (its memory freed for the next), and one that fails is dropped."""
-
-    def attempt(worker: Worker, command: Optional[str]) -> None:
-        try:
-            if command is None:
-                worker.answer()  # 'ready'
-                return
-            worker.seconds.append(worker.send(command))
-            on_pass(worker)
-            if len(worker.seconds) == len(passes):
-                worker.result = worker.send('finish')
-                worker.proc.wait()
-        except WorkerError as e:
-            worker.error = str(e)
-
-    try:
-        for worker in workers:
-            attempt(worker, None)
-        for i, command in enumerate(passes):
-            alive = [w for w in workers if w.error is None]
-            for worker in alive[i % len(alive):] + alive[:i % len(alive)] if alive else ():
-                attempt(worker, command)
-    finally:
-        for worker in workers:
-            if worker.proc.poll() is None:
-                worker.proc.kill()
-                worker.proc.wait()
 
 
 def duration(seconds: float) -> str:
@@ -309,8 +135,9 @@ def measure_config(args: argparse.Namespace, index: int, tmp: str, progress: Cal
 
     results = []
     for batch, specs in groups:
-        workers = [Worker(spec, os.path.join(tmp, f'{index}_{spec["route"]}_{batch}.log')) for spec in specs]
-        run_group(workers, passes[batch], on_pass)
+        workers = [Worker([os.path.abspath(__file__)], spec, os.path.join(tmp, f'{index}_{spec["route"]}_{batch}.log'),
+                          env=dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')) for spec in specs]
+        take_turns(workers, passes[batch], on_pass)
         for worker in workers:
             pending[worker.spec['route'], batch] = 0
             results.append(dict(worker.result or worker.spec, error=worker.error))
@@ -318,11 +145,8 @@ def measure_config(args: argparse.Namespace, index: int, tmp: str, progress: Cal
 
 
 def environment() -> List[str]:
-    cpu = platform.processor() or platform.machine()
-    with open('/proc/cpuinfo') as f:
-        cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
     return [f'1 thread per process (torch.set_num_threads(1), OMP_NUM_THREADS=1); torch {torch.__version__}; '
-            f'CPU: {cpu}, {os.cpu_count()} cores']
+            f'CPU: {cpu_name()}, {os.cpu_count()} cores']
 
 
 def time_cell(seconds: float) -> str:
@@ -443,7 +267,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.worker:
-        serve(json.loads(args.worker))
+        run_adaptation_worker(json.loads(args.worker), sys.stdin)
         return 0
     last_line = time.monotonic()
 

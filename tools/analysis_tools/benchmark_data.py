@@ -19,7 +19,6 @@ and the min-max spread. Example (Deepglobe-like 408 px JPEG tiles written to a t
     python tools/analysis_tools/benchmark_data.py --synthetic --official-root /path/to/IFA
 """
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -35,9 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 import ifa_mmseg  # noqa: F401  (registers the datasets, transforms and the data preprocessor)
 from ifa_mmseg.datasets.synthetic import write_deepglobe
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_utils import import_official, summary, working_dir  # noqa: E402
+from ifa_mmseg.utils.benchmark import import_official, summary, working_dir
 
 # our dataset kind -> (our dataset config, the official benchmark name)
 KINDS = dict(deepglobe=(dict(type='DeepglobeDataset'), 'deepglobe'),

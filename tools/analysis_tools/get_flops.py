@@ -5,10 +5,11 @@
 Counts one episode (B = 1) of our model of CONFIG with ``torch.utils.flop_counter`` (matrix
 products, convolutions, attention), split into the backbone (the query and the K supports,
 K + 1 images) and the rest (the parameter-free head; in training also the loss, backward and
-SGD step). The counting is ``tools/analysis_tools/benchmark.py``'s (:func:`episode_flops`), on
-its episodes and recipe weights; the head's share depends on the episodes (SSP's pixel
-selections), the backbone's does not. The shot is the config's ``shot`` and the size its test
-pipeline's ``FewShotResize`` scale, unless given.
+SGD step). The counting is ``tools/analysis_tools/benchmark.py``'s
+(:func:`ifa_mmseg.utils.benchmark.episode_flops`), on its episodes and recipe weights; the
+head's share depends on the episodes (SSP's pixel selections), the backbone's does not. The
+shot is the config's ``shot`` and the size its test pipeline's ``FewShotResize`` scale,
+unless given.
 """
 import argparse
 import os
@@ -17,8 +18,7 @@ from typing import Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark import MODES, episode_flops  # noqa: E402
+from ifa_mmseg.utils.benchmark import MODES, episode_flops
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -1,10 +1,10 @@
 """One-call check of the static-shape head on a GPU: speed, memory, agreement, host synchronisations.
 
 For each mode and precision it times our model of CONFIG (recipe weights, the flat
-benchmark episodes of ``benchmark.py``) with the head's two self-support formulations,
-``self_support_impl='select'`` (image by image over the selected pixels; the CPU default)
-and ``'masked'`` (all images at once, the selection as an attention mask; the CUDA
-default):
+benchmark episodes of ``benchmark.py``, from ``ifa_mmseg/utils/benchmark.py``) with the
+head's two self-support formulations, ``self_support_impl='select'`` (image by image over
+the selected pixels; the CPU default) and ``'masked'`` (all images at once, the selection
+as an attention mask; the CUDA default):
 
 - ``source``: a source-training step (5 loss terms, backward, SGD), B=``--train-batch``;
 - ``ifa``: an IFA-adaptation step (9 loss terms), B=``--train-batch``;
@@ -38,12 +38,11 @@ import statistics
 import sys
 import time
 import warnings
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark import BackboneClock, build_ours, make_step, rel_diff, sync_fn  # noqa: E402
+from ifa_mmseg.utils.benchmark import BackboneClock, build_ours, make_step, rel_diff, sync_fn
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_CONFIG = os.path.join(REPO_ROOT, 'configs', 'ifa', 'deepglobe_1shot.py')
