@@ -28,7 +28,7 @@ from ifa_mmseg.datasets.transforms.formatting import image_tensor
 from ifa_mmseg.datasets.transforms.loading import MASK_RULE, binary_mask, open_image
 from ifa_mmseg.models.adaptation import EpisodeAdapter, Params
 from ifa_mmseg.models.utils.state_check import CheckpointMismatchError
-from ifa_mmseg.utils.non_finite import NonFiniteError
+from ifa_mmseg.utils.errors import NonFiniteError
 from ifa_mmseg.visualization import FewShotLocalVisualizer
 
 ImageInput = Union[str, os.PathLike, np.ndarray]

@@ -22,7 +22,7 @@ from scipy import stats
 
 from ..evaluation.fewshot_metric import FULL_TABLE_MAX_CLASSES, per_class_text
 from ..utils.cli import AMP_DTYPES
-from ..utils.non_finite import NonFiniteError
+from ..utils.errors import NonFiniteError
 from .protocol import ProtocolError, resolve_protocol, selection_note, write_protocol
 
 

@@ -22,6 +22,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.dist import is_main_process
 from mmseg.registry import DATASETS
 
+from ..utils.errors import ProtocolError
 from ..utils.validation import is_whole
 
 FACTS = ('data_root', 'shot', 'test_episodes', 'test_seeds')
@@ -39,10 +40,6 @@ SUPPORT_POOLS = dict(pool='standard', test_pool='official')
 OFFICIAL_TEST_BATCH = {1: 96, 5: 48}
 ADAPTATION_DATASET = 'IFAAdaptationDataset'
 FSS_DATASET = 'FSS1000Dataset'
-
-
-class ProtocolError(ValueError):
-    """A config whose facts or protocol keys are missing, invalid or contradicted."""
 
 
 def official_train_batch(shot: int) -> int:

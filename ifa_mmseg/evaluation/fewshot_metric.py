@@ -10,7 +10,7 @@ from mmengine.logging import MMLogger, print_log
 from mmseg.registry import METRICS, TRANSFORMS
 from prettytable import PrettyTable
 
-from ..utils.non_finite import NonFiniteError
+from ..utils.errors import NonFiniteError
 
 
 def _pixel_sums(pred: torch.Tensor, gt: torch.Tensor, ignore_index: int) -> torch.Tensor:

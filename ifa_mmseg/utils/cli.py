@@ -8,6 +8,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from .config_path import get_config_path
+from .errors import NonFiniteError, ProtocolError
 
 AMP_DTYPES = ('float16', 'bfloat16')
 
@@ -68,7 +69,6 @@ def build_runner(cfg: Config) -> Runner:
     """The config's runner (``runner_type``, ``FewShotRunner`` in our configs); a config error exits with its message."""
     from mmseg.registry import RUNNERS
 
-    from ..engine.protocol import ProtocolError
     try:
         return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     except ProtocolError as err:
@@ -82,9 +82,7 @@ def run_stage(cfg: Config, stage: str) -> None:
     or prediction exit with their message (they name the key, file, iteration or episode),
     not a traceback.
     """
-    from ..engine.protocol import ProtocolError
     from ..models.utils.state_check import CheckpointMismatchError
-    from .non_finite import NonFiniteError
     runner = build_runner(cfg)
     try:
         getattr(runner, stage)()

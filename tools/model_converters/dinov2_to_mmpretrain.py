@@ -32,6 +32,7 @@ from typing import Dict, Tuple
 from torch import Tensor
 
 from ifa_mmseg.models.utils.weight_files import read_checked, save_converted
+from ifa_mmseg.utils.errors import ConversionError
 
 RELEASE = 'an original DINOv2 release file (a plain state dict)'
 PREFIX = 'backbone.'
@@ -57,10 +58,6 @@ TOP_RULES = {
     'norm.bias': 'ln1.bias',
 }
 HEADS = {384: 6, 768: 12, 1024: 16, 1536: 24}  # ViT-S/B/L/g
-
-
-class ConversionError(ValueError):
-    """The source is not an original DINOv2 backbone state dict; the message names the key."""
 
 
 def convert_key(key: str) -> str:

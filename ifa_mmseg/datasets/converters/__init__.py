@@ -4,8 +4,8 @@ Each module holds the logic and a ``main(argv)``; the command-line entry points
 are the thin scripts in ``tools/dataset_converters/``. Only numpy, OpenCV,
 Pillow and tqdm are used here.
 """
+from ...utils.errors import ConversionError
 from .chestxray import check_chestxray
-from .common import ConversionError
 from .deepglobe import prepare_deepglobe
 from .isic import prepare_isic
 

@@ -30,13 +30,14 @@ from typing import List, Optional, Sequence, Tuple
 
 from PIL import Image
 
-from .common import ConversionError, list_names
+from ...utils.errors import ConversionError
+from ..chestxray import MASK_SUFFIX
+from .common import list_names
 
 BASE_DIR = 'LungSegmentation'
 KAGGLE_BASE_DIR = 'Lung Segmentation'
 IMAGE_DIR = 'CXR_png'
 MASK_DIR = 'masks'
-MASK_SUFFIX = '_mask.png'
 
 
 def is_loader_png(name: str) -> bool:

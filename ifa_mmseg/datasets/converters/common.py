@@ -5,10 +5,6 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 
-class ConversionError(RuntimeError):
-    """A dataset cannot be prepared; the message names the offending files."""
-
-
 def list_names(paths: Iterable, limit: int = 10) -> str:
     """Format up to ``limit`` paths, one per indented line, plus a count of the rest."""
     paths = [str(p) for p in paths]

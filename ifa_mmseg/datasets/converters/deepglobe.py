@@ -68,7 +68,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .common import ConversionError, format_table, list_names
+from ...utils.errors import ConversionError
+from .common import format_table, list_names
 
 #: class folder -> (name, RGB colour); see the module docstring for the BGR story.
 CLASSES: Dict[int, Tuple[str, Tuple[int, int, int]]] = {

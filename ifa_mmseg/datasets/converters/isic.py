@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from .common import ConversionError, format_table, list_names, place_file
+from ...utils.errors import ConversionError
+from .common import format_table, list_names, place_file
 
 INPUT_DIR = 'ISIC2018_Task1-2_Training_Input'
 GT_DIR = 'ISIC2018_Task1_Training_GroundTruth'

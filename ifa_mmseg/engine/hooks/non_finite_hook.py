@@ -7,7 +7,7 @@ from mmengine.runner import EpochBasedTrainLoop
 from mmseg.registry import HOOKS
 
 from ...models.utils.state_check import few, non_finite_keys
-from ...utils.non_finite import NonFiniteError
+from ...utils.errors import NonFiniteError
 
 
 @HOOKS.register_module()

@@ -5,16 +5,14 @@ from typing import Dict, Tuple
 
 from torch import Tensor
 
+from ...utils.errors import ConversionError
+
 # official deep stem: conv1 = Sequential(conv, BN, ReLU, conv, BN, ReLU, conv), then bn1;
 # mmseg's stem is one Sequential(conv, BN, ReLU, conv, BN, ReLU, conv, BN, ReLU).
 _STEM_IMAGENET = re.compile(r'^conv1\.([01346])\.(.+)$')
 _STEM_TRAINED = re.compile(r'^layer0\.0\.([01346])\.(.+)$')
 _STEM_BN = re.compile(r'^(?:bn1|layer0\.1)\.(.+)$')
 _LAYER = re.compile(r'^layer([1-4])\.(\d+)\.(conv[123]|bn[123]|downsample\.[01])\.(.+)$')
-
-
-class ConversionError(ValueError):
-    """A key or shape of the source file does not fit the target model."""
 
 
 def detect_format(state_dict: Dict[str, Tensor]) -> str:
