@@ -530,7 +530,8 @@ def test_diverging_adaptation_is_refused_and_nothing_is_written(root, demo_check
     diverging = FewShotInferencer(osp.join(root, DEMO_CONFIG), demo_checkpoint, 'cpu',
                                   cfg_options={**CFG_OPTIONS, 'episode_adaptation.optimizer.lr': 1e6})
     with pytest.raises(NonFiniteError, match=r'the prototypes of the supports .* are NaN or inf: adapting to them '
-                                             r'diverged \(2 steps, optimizer .*1000000\.0.*\): lower the learning rate'):
+                                             r'diverged \(2 steps, optimizer .*1000000\.0.*\): '
+                                             r'lower the learning rate'):
         diverging.load_supports(imgs, red, adapt_steps=2)
     query = save(queries[0], tmp_path / 'q.png')
     out = tmp_path / 'out'

@@ -191,7 +191,8 @@ def test_tools_test_show_dir_sends_pictures_to_the_config_backends(root, tmp_pat
                       "visualizer = dict(vis_backends=[dict(type='LocalVisBackend'), "
                       "dict(type='RecordingVisBackend')])\n")
     ckpt = tmp_path / 'empty.pth'
-    torch.save(dict(state_dict={}, meta={}), ckpt)  # random weights, loaded as such on request: only the pictures matter
+    # random weights, loaded as such on request: only the pictures matter
+    torch.save(dict(state_dict={}, meta={}), ckpt)
     work = tmp_path / 'work'
     proc = run(root, 'tools/test.py', str(config), str(ckpt), '--work-dir', str(work), '--show-dir', 'pics',
                '--num-vis', '1', '--vis-rule', 'worst', '--cfg-options', 'model.strict_load=False')

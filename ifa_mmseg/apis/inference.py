@@ -27,7 +27,7 @@ from ifa_mmseg.datasets.transforms import LoadBinaryMask, LoadRGBImageFromFile
 from ifa_mmseg.datasets.transforms.formatting import image_tensor
 from ifa_mmseg.datasets.transforms.loading import MASK_RULE, binary_mask, open_image
 from ifa_mmseg.models.adaptation import EpisodeAdapter, Params
-from ifa_mmseg.models.utils.state_check import CheckpointMismatchError
+from ifa_mmseg.models.utils.state_check import naming_file
 from ifa_mmseg.utils.errors import NonFiniteError
 from ifa_mmseg.visualization import FewShotLocalVisualizer
 
@@ -218,10 +218,8 @@ class FewShotInferencer(BaseInferencer):
         model_cfg.pop('pretrained', None)
         model_cfg.test_cfg = dict(model_cfg.get('test_cfg') or {}, resize_to_original=True)
         model = MODELS.build(model_cfg)
-        try:
+        with naming_file(weights):
             checkpoint = load_checkpoint(model, weights, map_location='cpu')  # the model's strict_load decides
-        except CheckpointMismatchError as err:
-            raise CheckpointMismatchError(f'{weights}: {err}') from None
         meta = checkpoint.get('meta') or {} if isinstance(checkpoint, dict) else {}
         if meta.get('dataset_meta'):
             model.dataset_meta = meta['dataset_meta']

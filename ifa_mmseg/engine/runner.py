@@ -10,7 +10,7 @@ from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
-from ..models.utils.state_check import CheckpointMismatchError
+from ..models.utils.state_check import naming_file
 from .checkpoints import (PARTIAL_SUFFIX, checkpoint_template, find_resume_checkpoint, list_checkpoints,
                           replace_durably)
 from .protocol import ProtocolError, protocol_summary, resolve_protocol, selection_note, write_protocol
@@ -96,10 +96,8 @@ class FewShotRunner(Runner):
     def load_checkpoint(self, filename: str, *args: Any, **kwargs: Any) -> Any:
         """mmengine's, with a checkpoint that does not fit the model named in the error (the model's
         ``strict_load`` decides what fits: :func:`~ifa_mmseg.models.utils.check_loaded_state`)."""
-        try:
+        with naming_file(filename):
             return super().load_checkpoint(filename, *args, **kwargs)
-        except CheckpointMismatchError as err:
-            raise CheckpointMismatchError(f'{filename}: {err}') from None
 
     @master_only
     def save_checkpoint(self, out_dir: str, filename: str, file_client_args: Optional[dict] = None,

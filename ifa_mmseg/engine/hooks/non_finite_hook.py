@@ -36,8 +36,9 @@ class NonFiniteCheckHook(Hook):
         where = (f' (epoch {runner.epoch + 1}, batch {batch_idx + 1})'
                  if isinstance(runner.train_loop, EpochBasedTrainLoop) else '')
         raise NonFiniteError(
-            f'training diverged at iteration {runner.iter + 1}{where}: {terms}; learning rates {lrs}. Nothing from this iteration on was saved. Lower the learning rate '
-            '(optim_wrapper.optimizer.lr) or resume from the last checkpoint')
+            f'training diverged at iteration {runner.iter + 1}{where}: {terms}; learning rates {lrs}. Nothing from '
+            'this iteration on was saved. Lower the learning rate (optim_wrapper.optimizer.lr) or resume from the '
+            'last checkpoint')
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         bad = non_finite_keys(checkpoint.get('state_dict', {}))

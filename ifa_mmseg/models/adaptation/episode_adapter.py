@@ -43,7 +43,8 @@ Params = Dict[str, Tensor]  # parameter name -> per-episode weights [B, *shape]
 # torch optimizers whose update of an element depends on that element's gradient history only
 ELEMENTWISE_OPTIMIZERS = ('SGD', 'Adam', 'AdamW', 'Adamax', 'NAdam', 'RAdam', 'RMSprop', 'Adagrad', 'Adadelta')
 ENGINES = ('loop', 'vmap')
-# layers whose affine parameters stay the checkpoint's unless adapt_norms=True (mmcv's and mmpretrain's norms subclass them)
+# layers whose affine parameters stay the checkpoint's unless adapt_norms=True
+# (mmcv's and mmpretrain's norm layers subclass them)
 NORM_LAYERS = (_BatchNorm, _InstanceNorm, nn.LayerNorm, nn.GroupNorm)
 PARAM_CHOICES = ('trainable', 'last_block')
 # The per-episode adaptation recipes; a config's episode_adaptation names one (``recipe``; the default one is

@@ -5,7 +5,8 @@ file holding none of the model's weights used to be evaluated as the random init
 :func:`check_loaded_state` as a ``load_state_dict`` post-hook; every loader (torch's, mmengine's) calls it at the root
 with all missing and unexpected keys, so one check covers them all.
 """
-from typing import Any, List, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, List, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -59,14 +60,25 @@ def check_loaded_state(module: nn.Module, incompatible: Any) -> None:
                  f'{" (" + few(missing) + ")" if missing else ""}']
         if unexpected:
             parts.append(f'{len(unexpected)} keys fit no weight ({few(unexpected)})')
+        cause = likely_cause(missing, unexpected, model_keys)
         raise CheckpointMismatchError(
-            f'the checkpoint does not fit the model: {"; ".join(parts)}. {likely_cause(missing, unexpected, model_keys)}'
-            ' To load what fits and keep the rest as initialised, set model.strict_load=False')
+            f'the checkpoint does not fit the model: {"; ".join(parts)}. {cause} To load what fits and keep the rest '
+            'as initialised, set model.strict_load=False')
     bad = non_finite_keys(module.state_dict())
     if bad:
         raise CheckpointMismatchError(f'the checkpoint holds non-finite values (NaN or inf) in {len(bad)} weights or '
                                       f'buffers ({few(bad)}): it was saved after training diverged; use an earlier '
                                       'checkpoint')
+
+
+@contextmanager
+def naming_file(filename: str) -> Iterator[None]:
+    """Put ``filename`` in front of a :class:`CheckpointMismatchError` raised while it loads (the post-hook cannot
+    know which file it checks)."""
+    try:
+        yield
+    except CheckpointMismatchError as err:
+        raise CheckpointMismatchError(f'{filename}: {err}') from None
 
 
 def non_finite_keys(state_dict: Mapping[str, Tensor]) -> List[str]:
