@@ -102,7 +102,7 @@ def test_get_flops_reuses_the_benchmark_counter(capsys):
     mode, backbone, head, total = out.splitlines()[2].split()
     assert mode == 'eval' and float(backbone) > 0 and float(head) > 0
     assert float(total) == pytest.approx(float(backbone) + float(head), abs=0.0011)
-    from ifa_mmseg.utils.benchmark import episode_flops
+    from ifa_mmseg.analysis.benchmark import episode_flops
     flops = episode_flops(CONFIG_5SHOT, 5, 32)
     assert float(backbone) == pytest.approx(flops['backbone'] / 1e9, abs=0.0005)
     one_shot = episode_flops(CONFIG_5SHOT, 1, 32)
@@ -117,7 +117,7 @@ def test_tools_do_not_import_from_tests():
 
 
 def test_tools_import_shared_code_from_the_package():
-    """What tools share lives in ifa_mmseg (e.g. ifa_mmseg/utils/benchmark.py): no tool edits sys.path to reach
+    """What tools share lives in ifa_mmseg (e.g. ifa_mmseg/analysis/benchmark.py): no tool edits sys.path to reach
     another's code."""
     for path in glob.glob(os.path.join(ROOT, 'tools', '**', '*.py'), recursive=True):
         with open(path) as f:
@@ -178,7 +178,8 @@ def test_metafile_lists_every_config_with_a_paper_number():
         listed[model['Config']] = (model['Metadata']['Shot'], result['Metrics']['official.mIoU'])
         assert 'Weights' not in model  # the official release has no stable URL to give: see the file's header
     # the configs with a published number: the official-protocol adaptation configs of every target and shot
-    expected = {f'configs/ifa/{target}_{shot}shot_official.py': (shot, number) for (target, shot), number in PAPER.items()}
+    expected = {f'configs/ifa/{target}_{shot}shot_official.py': (shot, number)
+                for (target, shot), number in PAPER.items()}
     assert listed == expected
     with open(os.path.join(ROOT, 'configs', 'ifa', 'README.md')) as f:  # the model zoo page, beside the metafile
         readme = f.read()

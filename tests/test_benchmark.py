@@ -1,7 +1,7 @@
 """tools/analysis_tools/benchmark.py at a tiny size, without the official code (issue 7)."""
 import os
 
-from ifa_mmseg.utils.benchmark import run_step_worker
+from ifa_mmseg.analysis.benchmark import run_step_worker
 from tests.helpers.scripts import ROOT, load_script
 
 CONFIG = os.path.join(ROOT, 'configs', 'ifa', 'deepglobe_1shot.py')

@@ -283,6 +283,16 @@ def test_mmseg_init_model_builds_and_loads(root, episode, tmp_path):
     assert torch.allclose(model._prediction(logits)[0], pred.seg_logits.data, atol=1e-5)
 
 
+def test_our_init_model_builds_the_model_of_the_resolved_config(root):
+    """ifa_mmseg.apis.init_model is mmseg's on the resolved config: with adaptation_labels='episode' its model
+    adapts per episode with the config's settings, which mmseg's, on the config as written, does not."""
+    from ifa_mmseg.apis import init_model as ours
+    options = {'adaptation_labels': 'episode', 'episode_adaptation.steps': 3}
+    model = ours(osp.join(root, CONFIG), device='cpu', cfg_options=options)
+    assert model.episode_adapter.steps == 3 and model.cfg.protocol.adaptation_labels == 'episode'
+    assert init_model(osp.join(root, CONFIG), device='cpu', cfg_options=options).episode_adapter is None
+
+
 def test_mmseg_init_model_loads_a_converted_official_checkpoint(root, tmp_path):
     """The converter's output has meta without dataset_meta: mmseg falls back to the head's num_classes (2)."""
     from ifa_mmseg.models import IFAResNet, convert_official

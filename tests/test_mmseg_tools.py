@@ -1,13 +1,18 @@
-"""mmseg's own tools/train.py runs our configs unchanged (custom_imports), and resumes."""
+"""mmseg's own tools/train.py and tools/test.py run our configs unchanged (custom_imports), as ours do."""
 import json
 import os
+import pickle
 import subprocess
 import sys
 
 import mmseg
 import torch
+from mmengine.config import Config
+from mmseg.registry import MODELS
 
 from ifa_mmseg.compat import safe_torch_load
+from ifa_mmseg.datasets import make_synthetic_benchmark
+from ifa_mmseg.engine.protocol import PROTOCOL_CHOICES
 
 MMSEG_TOOLS = os.path.join(os.path.dirname(mmseg.__file__), '.mim', 'tools')
 
@@ -54,3 +59,52 @@ def test_mmseg_tools_honour_the_facts_or_stop(root, tmp_path):
                          '--cfg-options', 'test_cfg.seeds=[0]')
     assert refused.returncode != 0
     assert 'test_cfg.seeds=[0] contradicts test_seeds=(0, 1, 2)' in refused.stderr
+
+
+FIVE_SHOT = """
+_base_ = '{root}/configs/demo/deepglobe.py'
+custom_imports = dict(imports=['ifa_mmseg', 'tests.helpers.logits_dump'], allow_failed_imports=False)
+data_root = '{data}'
+shot = 5
+metrics = ('standard', 'official')
+test_episodes = 4
+test_seeds = (1, )
+adaptation_labels = '{labels}'
+episode_adaptation = dict(steps=1, optimizer=dict(lr=0.05))
+test_dataloader = dict(batch_size=2, dataset=dict(pipeline=[
+    dict(type='LoadRGBImageFromFile'), dict(type='LoadBinaryMask', mode='threshold'),
+    dict(type='FewShotResize', scale=(48, 48))]))
+test_evaluator = [dict(type='FewShotIoUMetric'), dict(type='EpisodeLogitsDump', out_file='{out}')]
+"""
+
+
+def test_mmseg_test_tool_equals_ours_for_every_label_setting(root, tmp_path):
+    """mmseg's own tools/test.py builds a plain Runner from the unresolved config; whatever adaptation_labels says,
+    at shot 5 it evaluates what our tools/test.py evaluates: the same protocol record, the same logits."""
+    data = str(tmp_path / 'data')
+    make_synthetic_benchmark(data, seed=5, size=48, images_per_class=2, num_tiles=24)
+    cfg = Config.fromfile(os.path.join(root, 'configs/demo/deepglobe.py'))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    ckpt = str(tmp_path / 'random.pth')
+    torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
+    for labels in PROTOCOL_CHOICES['adaptation_labels']:
+        runs = {}
+        for name, tool in (('ours', os.path.join(root, 'tools', 'test.py')), ('mmseg', os.path.join(MMSEG_TOOLS,
+                                                                                                     'test.py'))):
+            work_dir, out = tmp_path / labels / name, str(tmp_path / labels / f'{name}.pkl')
+            config = tmp_path / labels / f'{name}.py'
+            os.makedirs(work_dir)
+            config.write_text(FIVE_SHOT.format(root=root, data=data, labels=labels, out=out))
+            proc = subprocess.run([sys.executable, '-W', 'ignore', tool, str(config), ckpt, '--work-dir',
+                                   str(work_dir)], cwd=root, env=dict(os.environ, PYTHONPATH=root, OMP_NUM_THREADS='1'),
+                                  capture_output=True, text=True, timeout=600)
+            assert proc.returncode == 0, (labels, name, proc.stderr[-3000:])
+            with open(out, 'rb') as f:
+                runs[name] = (json.loads((work_dir / 'protocol.json').read_text()), pickle.load(f))
+        (record, logits), (mmseg_record, mmseg_logits) = runs['ours'], runs['mmseg']
+        assert record == mmseg_record and record['adaptation_labels'] == labels and record['shot'] == 5
+        assert ('episode_adaptation' in record) == (labels == 'episode')
+        assert sorted(logits) == sorted(mmseg_logits) == [(1, i) for i in range(4)]
+        assert all(torch.equal(logits[k], mmseg_logits[k]) for k in logits), labels

@@ -26,7 +26,7 @@ from .helpers.small_config import SMALL_TARGET
 
 FAULT = """
 custom_imports = dict(imports=['ifa_mmseg', 'tests.helpers.fault_hook'], allow_failed_imports=False)
-custom_hooks = [dict(type='FaultAtIterHook')]
+custom_hooks = [dict(type='EpisodeResampleHook'), dict(type='FaultAtIterHook')]
 """
 ADAPTATION = "_base_ = '{root}/configs/ifa/{config}.py'" + SMALL_TARGET + """
 train_dataloader = dict(batch_size=6, dataset=dict(num_episodes=12))  # 2 iterations per epoch

@@ -17,15 +17,16 @@ from mmengine.infer import BaseInferencer
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 from mmengine.utils import scandir
-from mmseg.registry import DATASETS, MODELS, TRANSFORMS, VISUALIZERS
+from mmseg.apis import init_model as mmseg_init_model
+from mmseg.registry import MODELS, TRANSFORMS, VISUALIZERS
 from mmseg.structures import SegDataSample
 from torch import Tensor
 
-from ifa_mmseg.datasets.base_fewshot import BaseFewShotDataset
-from ifa_mmseg.datasets.pseudo_query import draw_pseudo_queries, ifa_augmentations
+from ifa_mmseg.datasets.pseudo_query import draw_pseudo_queries, recipe_of, split_at_mask_loading
 from ifa_mmseg.datasets.transforms import LoadBinaryMask, LoadRGBImageFromFile
 from ifa_mmseg.datasets.transforms.formatting import image_tensor
 from ifa_mmseg.datasets.transforms.loading import MASK_RULE, binary_mask, open_image
+from ifa_mmseg.engine.protocol import evaluated_dataset, resolve_config
 from ifa_mmseg.models.adaptation import EpisodeAdapter, Params
 from ifa_mmseg.models.utils.state_check import naming_file
 from ifa_mmseg.utils.errors import NonFiniteError
@@ -114,27 +115,11 @@ def output_path(out_dir: str, kind: str, stem: str) -> str:
     return osp.join(out_dir, kind, stem + OUTPUT_LAYOUT[kind])
 
 
-def _episode_pipeline(cfg: Config) -> List[dict]:
-    """The per-image pipeline of the config's test dataset (its training dataset for source configs)."""
-    loader = cfg.get('test_dataloader') or cfg.get('train_dataloader')
-    dataset = loader.get('dataset') if loader else None
-    while dataset is not None and 'pipeline' not in dataset:  # dataset wrappers (IFAAdaptationDataset)
-        dataset = dataset.get('dataset')
-    if dataset is None:
-        raise ValueError('the config has no test_dataloader (or train_dataloader) dataset with a pipeline; '
-                         'inference takes its image preprocessing from there')
-    return dataset['pipeline']
-
-
-def _pseudo_query_augmentations(cfg: Config) -> List[dict]:
-    """The IFA pseudo-query augmentations of the config's test dataset class (``ADAPTATION``), as the test
-    datasets' ``adapt_queries`` apply them; the base class's when the config has no few-shot test dataset."""
-    dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
-    dataset_type = dataset.get('type')
-    dataset_cls = DATASETS.get(dataset_type) if isinstance(dataset_type, str) else dataset_type
-    if not (isinstance(dataset_cls, type) and issubclass(dataset_cls, BaseFewShotDataset)):
-        dataset_cls = BaseFewShotDataset
-    return ifa_augmentations(dataset_cls.ADAPTATION['flip_prob'], dataset_cls.ADAPTATION['grid_shuffle'])
+def init_model(config: Union[str, Config], checkpoint: Optional[str] = None, device: str = 'cuda:0',
+               cfg_options: Optional[dict] = None) -> torch.nn.Module:
+    """mmseg's :func:`mmseg.apis.init_model` on the resolved config (:func:`~ifa_mmseg.engine.resolve_config`),
+    so the model is the one the runner builds (e.g. adapting per episode with ``adaptation_labels='episode'``)."""
+    return mmseg_init_model(resolve_config(config, cfg_options), checkpoint, device)
 
 
 class FewShotInferencer(BaseInferencer):
@@ -183,7 +168,8 @@ class FewShotInferencer(BaseInferencer):
             ...
 
     Args:
-        model: config file or :class:`Config` (model and dataset pipeline).
+        model: config file or :class:`Config` (model and dataset pipeline), resolved as the runner
+            resolves it (:func:`~ifa_mmseg.engine.resolve_config`).
         weights: segmentor checkpoint; one that does not fit the model is refused unless the config sets
             ``model.strict_load=False``.
         device: torch device; CUDA when available by default.
@@ -201,9 +187,7 @@ class FewShotInferencer(BaseInferencer):
     def __init__(self, model: Union[str, Config], weights: str, device: Optional[str] = None,
                  cfg_options: Optional[dict] = None, scope: Optional[str] = 'mmseg',
                  show_progress: bool = False) -> None:
-        cfg = copy.deepcopy(model) if isinstance(model, Config) else Config.fromfile(model)
-        if cfg_options:
-            cfg.merge_from_dict(cfg_options)
+        cfg = resolve_config(model, cfg_options)
         init_default_scope(cfg.get('default_scope', scope or 'mmseg'))
         super().__init__(cfg, weights, device or ('cuda' if torch.cuda.is_available() else 'cpu'), scope,
                          show_progress)
@@ -227,16 +211,15 @@ class FewShotInferencer(BaseInferencer):
         return model.to(device).eval()
 
     def _init_pipeline(self, cfg: Config) -> Compose:
-        transforms = [TRANSFORMS.build(t) for t in _episode_pipeline(cfg)]
-        mask_loaders = [t for t in transforms if isinstance(t, LoadBinaryMask)]
-        self.threshold = mask_loaders[0].threshold if mask_loaders else 128
+        dataset = evaluated_dataset(cfg)
+        loading, after_load, pseudo_query = split_at_mask_loading(dataset['pipeline'], recipe_of(dataset))
+        mask_loaders = [t for t in map(TRANSFORMS.build, loading) if isinstance(t, LoadBinaryMask)]
+        self.threshold = mask_loaders[0].threshold
         self.load_image = LoadRGBImageFromFile()
-        # inputs are decoded here (arrays have no file to load), so only the later steps run
-        after_load = [t for t in transforms if not isinstance(t, (LoadRGBImageFromFile, LoadBinaryMask))]
+        # inputs are decoded here (arrays have no file to load), so only the later steps run; pseudo-queries
         # as a test dataset's adapt_queries: augmented at the original resolution, then the later steps
-        self.pseudo_query_pipeline = Compose(
-            [*(TRANSFORMS.build(t) for t in _pseudo_query_augmentations(cfg)), *after_load])
-        return Compose(after_load)
+        self.pseudo_query_pipeline = Compose([TRANSFORMS.build(t) for t in pseudo_query])
+        return Compose([TRANSFORMS.build(t) for t in after_load])
 
     def _init_collate(self, cfg: Config):
         return pseudo_collate
@@ -354,12 +337,14 @@ class FewShotInferencer(BaseInferencer):
         return SupportSet(names, imgs, support_masks, prototypes, shapes, params, adapter.steps if adapter else 0)
 
     def _episode_adapter(self, steps: int) -> EpisodeAdapter:
-        """An adapter of ``steps`` steps with the config's other ``episode_adaptation`` settings."""
+        """The model's adapter (:meth:`IFASegmentor.set_episode_adaptation`) with ``steps`` steps and the config's
+        other ``episode_adaptation`` settings."""
         settings = dict(self.cfg.get('episode_adaptation') or {})
         try:
-            return EpisodeAdapter.from_settings(dict(settings, steps=steps))
+            self.model.set_episode_adaptation(dict(settings, steps=steps))
         except (TypeError, ValueError) as err:
             raise ValueError(f'adapt_steps={steps!r} with the config\'s episode_adaptation={settings}: {err}') from err
+        return self.model.episode_adapter
 
     def _pseudo_queries(self, loaded: Sequence[dict], num: int, seed: int) -> Tuple[Tensor, Tensor]:
         """``num`` pseudo-queries of a support set, drawn as a test dataset's ``adapt_queries``.

@@ -10,7 +10,7 @@ from mmseg.registry import DATASETS, TRANSFORMS
 
 from ..utils.validation import check_num_episodes
 from .base_fewshot import BaseFewShotDataset, ImageRecord, build_transforms, episode_pipeline, pack_episode
-from .pseudo_query import ifa_query_pipeline, item_seed
+from .pseudo_query import ifa_query_pipeline, item_seed, recipe_of
 
 
 @DATASETS.register_module()
@@ -20,7 +20,7 @@ class IFAAdaptationDataset(BaseDataset):
     Every episode has K labelled supports of one class; its query is support ``j``
     (``j = 0`` for 1-shot, else uniform) passed through ``query_pipeline`` (by default the
     support pipeline with :func:`ifa_augmentations` inserted after the mask is loaded,
-    with the target's official parameters, ``ADAPTATION`` of its dataset class).
+    with the target's recipe, :func:`~ifa_mmseg.datasets.pseudo_query.recipe_of`).
     ``dataset`` is the target's evaluation dataset config, with the ``shot``,
     ``seed``/``num_episodes`` and ``episode_sampling`` of the test episodes.
 
@@ -91,8 +91,7 @@ class IFAAdaptationDataset(BaseDataset):
         if pipeline is None:
             pipeline = dataset.get('pipeline') or episode_pipeline(self.source.MASK_MODE)
         if query_pipeline is None:
-            aug = type(self.eval_dataset).ADAPTATION
-            query_pipeline = ifa_query_pipeline(pipeline, aug['flip_prob'], aug['grid_shuffle'])
+            query_pipeline = ifa_query_pipeline(pipeline, **recipe_of(self.eval_dataset))
         self.query_pipeline = Compose(build_transforms(query_pipeline))
         self.pack = TRANSFORMS.build(pack_cfg or dict(type='PackFewShotInputs'))
         super().__init__(pipeline=build_transforms(pipeline), metainfo=dict(classes=self.source.metainfo['classes']),

@@ -9,7 +9,7 @@ from mmengine.dataset import BaseDataset, Compose
 from mmseg.registry import DATASETS, TRANSFORMS
 
 from ..utils.validation import check_num_episodes, is_whole
-from .pseudo_query import draw_pseudo_queries, ifa_augmentations, item_seed, mask_loaded_at
+from .pseudo_query import draw_pseudo_queries, item_seed, recipe_of, split_at_mask_loading
 from .transforms.loading import MASK_RULE, LoadBinaryMask
 
 ImageRecord = Dict[str, str]  # {'img_path': ..., 'seg_map_path': ...}
@@ -64,7 +64,8 @@ class BaseFewShotDataset(BaseDataset):
 
     With ``adapt_queries=N`` (``adaptation_labels='episode'``, set by the protocol resolver)
     an item also carries N pseudo-queries for adapting the model to its episode: copies
-    of its supports passed through the IFA augmentations of this target (``ADAPTATION``)
+    of its supports passed through the IFA augmentations of this target (its recipe,
+    ``metainfo['pseudo_query']``: :func:`~ifa_mmseg.datasets.pseudo_query.recipe_of`)
     at the original resolution, then through the rest of ``pipeline``
     (:func:`~ifa_mmseg.datasets.pseudo_query.draw_pseudo_queries`). Their draws come from
     (``seed``, episode index) alone; the query is not used.
@@ -79,13 +80,16 @@ class BaseFewShotDataset(BaseDataset):
             dataset's mask rule.
         pack_cfg: the transform that assembles an episode.
         adapt_queries: pseudo-queries per episode for test-time adaptation (0: none).
+        **kwargs: :class:`~mmengine.dataset.BaseDataset` arguments, e.g. ``metainfo`` (whose
+            ``pseudo_query`` overrides the target's pseudo-query recipe).
     """
 
     METAINFO: dict = dict(classes=())
     MASK_MODE = 'threshold'
     DEFAULT_NUM_EPISODES: Optional[int] = 600
-    # IFA adaptation (official data/*_IFA.py): flip probability, 2x2 grid shuffle, official episodes per epoch
-    ADAPTATION = dict(flip_prob=0.5, grid_shuffle=False, official_episodes=None)
+    # the official adaptation stage's loader (data/*_IFA.py) of this target: episodes per epoch with the test pool
+    # as supports (None: one per class), and the split its supports come from (None: the evaluated one)
+    ADAPTATION = dict(official_episodes=None, pool_split=None)
 
     def __init__(self,
                  data_root: str,
@@ -117,14 +121,12 @@ class BaseFewShotDataset(BaseDataset):
         if adapt_queries < 0:
             raise ValueError(f'adapt_queries must be 0 or more, got {adapt_queries}')
         self.adapt_queries = adapt_queries
-        if adapt_queries:
-            cut = mask_loaded_at(pipeline)
-            self.load_pipeline = Compose(build_transforms(pipeline[:cut]))
-            self.after_load = Compose(build_transforms(pipeline[cut:]))
-            aug = self.ADAPTATION
-            self.pseudo_query_pipeline = Compose(
-                build_transforms([*ifa_augmentations(aug['flip_prob'], aug['grid_shuffle']), *pipeline[cut:]]))
         super().__init__(data_root=data_root, pipeline=build_transforms(pipeline), **kwargs)
+        if adapt_queries:
+            loading, after_load, augmented = split_at_mask_loading(pipeline, recipe_of(self))
+            self.load_pipeline = Compose(build_transforms(loading))
+            self.after_load = Compose(build_transforms(after_load))
+            self.pseudo_query_pipeline = Compose(build_transforms(augmented))
 
     # ----------------------------------------------------------------- layout hooks
     def load_layout(self) -> Tuple[List[List[ImageRecord]], Optional[List[Tuple[int, int]]]]:

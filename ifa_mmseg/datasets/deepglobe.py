@@ -37,9 +37,9 @@ class DeepglobeDataset(BaseFewShotDataset):
         **kwargs: see :class:`BaseFewShotDataset`.
     """
 
+    # pseudo_query: official data/deepglobe_IFA.py flips with probability 0.8 and adds a 2x2 grid shuffle
     METAINFO = dict(classes=('agriculture', 'urban', 'rangeland', 'forest', 'water', 'barren'),
-                    official_num_classes=6)
-    ADAPTATION = dict(flip_prob=0.8, grid_shuffle=True, official_episodes=None)
+                    official_num_classes=6, pseudo_query=dict(flip_prob=0.8, grid_shuffle=True))
     FOLDERS = ('1', '2', '3', '4', '5', '6')
 
     def load_layout(self) -> Tuple[List[List[ImageRecord]], None]:

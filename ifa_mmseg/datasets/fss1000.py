@@ -36,7 +36,7 @@ class FSS1000Dataset(BaseFewShotDataset):
     METAINFO = dict(classes=(), official_num_classes=1000)
     DEFAULT_NUM_EPISODES = None
     # every image of the split is a query, so the labelled adaptation pool comes from the training classes
-    ADAPTATION = dict(flip_prob=0.5, grid_shuffle=False, official_episodes=520, pool_split='trn')
+    ADAPTATION = dict(official_episodes=520, pool_split='trn')
 
     def __init__(self, data_root: str, split: str = 'test', ann_file: str = '', **kwargs) -> None:
         if split not in SPLIT_OFFSETS:

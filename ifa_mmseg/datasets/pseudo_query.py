@@ -1,15 +1,21 @@
 """Pseudo-queries: augmented copies of a labelled support, the training signal of IFA adaptation.
 
 IFA adapts on episodes whose query is one of the supports passed through the pseudo-query
-augmentations (official ``data/*_IFA.py``). The pool adaptation stage
-(:class:`~ifa_mmseg.datasets.IFAAdaptationDataset`) and the per-episode adaptation at test
-time (``adaptation_labels='episode'``: the test datasets' ``adapt_queries`` and
-:class:`~ifa_mmseg.apis.FewShotInferencer`) build them with the functions here.
+augmentations (official ``data/*_IFA.py``). Their parameters (the recipe) are a fact of the
+target: ``metainfo['pseudo_query']`` of its dataset, the keyword arguments of
+:func:`ifa_augmentations` (Deepglobe states its own in its ``METAINFO``, the others take the
+defaults; a config may override it with ``metainfo=dict(pseudo_query=...)``), read by
+:func:`recipe_of`. Whoever builds pseudo-queries places them with :func:`split_at_mask_loading`:
+the pool adaptation stage (:class:`~ifa_mmseg.datasets.IFAAdaptationDataset`), the test
+datasets' ``adapt_queries`` (``adaptation_labels='episode'``),
+:class:`~ifa_mmseg.apis.FewShotInferencer` and the benchmarks.
 """
 import copy
-from typing import Callable, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from mmengine.dataset import BaseDataset
+from mmseg.registry import DATASETS
 
 
 def ifa_augmentations(flip_prob: float = 0.5, grid_shuffle: bool = False) -> List[dict]:
@@ -33,23 +39,44 @@ def ifa_augmentations(flip_prob: float = 0.5, grid_shuffle: bool = False) -> Lis
     ]
 
 
-def mask_loaded_at(pipeline: Sequence[dict]) -> int:
-    """The position right after the pipeline's ``LoadBinaryMask``: images are decoded, not yet resized."""
+def recipe_of(dataset: Union[BaseDataset, Mapping]) -> Dict[str, Any]:
+    """A target's pseudo-query recipe, ``metainfo['pseudo_query']`` of its dataset (built, or a config with
+    ``type`` and optionally ``metainfo``); ``{}`` stands for :func:`ifa_augmentations`' defaults."""
+    if isinstance(dataset, BaseDataset):
+        metainfo = dataset.metainfo
+    else:
+        cls = DATASETS.get(dataset['type']) if isinstance(dataset['type'], str) else dataset['type']
+        metainfo = cls._load_metainfo(copy.deepcopy(dataset.get('metainfo')))
+    return dict(metainfo.get('pseudo_query') or {})
+
+
+def split_at_mask_loading(pipeline: Sequence[dict],
+                          recipe: Optional[Mapping] = None) -> Tuple[List[dict], List[dict], List[dict]]:
+    """A support pipeline cut right after its ``LoadBinaryMask`` (images decoded, not yet resized).
+
+    Args:
+        pipeline: the per-image transforms (configs).
+        recipe: the target's (:func:`recipe_of`); ``None``: :func:`ifa_augmentations`' defaults.
+
+    Returns:
+        ``(loading, after_load, pseudo_query)``: the transforms up to the mask loading, the
+        rest, and the rest preceded by the pseudo-query augmentations, which so run at the
+        original resolution, before any resize, as in the official code.
+    """
     types = [t.get('type') if isinstance(t, dict) else type(t).__name__ for t in pipeline]
     if 'LoadBinaryMask' not in types:
         raise ValueError(f'cannot place the pseudo-query augmentations: no LoadBinaryMask in {types}; '
                          'give query_pipeline explicitly')
-    return types.index('LoadBinaryMask') + 1
+    cut = types.index('LoadBinaryMask') + 1
+    loading, after_load = list(pipeline[:cut]), list(pipeline[cut:])
+    return loading, after_load, [*ifa_augmentations(**(recipe or {})), *after_load]
 
 
-def ifa_query_pipeline(pipeline: Sequence[dict], flip_prob: float = 0.5, grid_shuffle: bool = False) -> List[dict]:
-    """``pipeline`` (a support pipeline) with :func:`ifa_augmentations` right after its ``LoadBinaryMask``.
-
-    The augmentations then run at the original resolution, before any resize, as in
-    the official code.
-    """
-    cut = mask_loaded_at(pipeline)
-    return [*pipeline[:cut], *ifa_augmentations(flip_prob, grid_shuffle), *pipeline[cut:]]
+def ifa_query_pipeline(pipeline: Sequence[dict], **recipe) -> List[dict]:
+    """``pipeline`` (a support pipeline) with the pseudo-query augmentations of ``recipe`` right after its
+    ``LoadBinaryMask`` (:func:`split_at_mask_loading`)."""
+    loading, _, pseudo_query = split_at_mask_loading(pipeline, recipe)
+    return [*loading, *pseudo_query]
 
 
 def item_seed(*keys: int) -> int:
@@ -68,7 +95,7 @@ def draw_pseudo_queries(loaded: Sequence[dict], augment: Callable[[dict], dict],
 
     Args:
         loaded: the supports' pipeline results right after their mask is loaded
-            (:func:`mask_loaded_at`), at the original resolution.
+            (:func:`split_at_mask_loading`), at the original resolution.
         augment: the pseudo-query augmentations followed by the rest of the pipeline.
         num: pseudo-queries to draw.
         seed: e.g. :func:`item_seed` of (episode seed, episode index).

@@ -23,7 +23,7 @@ from scipy import stats
 from ..evaluation.fewshot_metric import FULL_TABLE_MAX_CLASSES, per_class_text
 from ..utils.cli import AMP_DTYPES
 from ..utils.errors import NonFiniteError
-from .protocol import ProtocolError, resolve_protocol, selection_note, write_protocol
+from .protocol import ProtocolError, resolve_config, selection_note, write_protocol
 
 
 def mean_ci95(values: Sequence[float]) -> Dict[str, float]:
@@ -83,8 +83,8 @@ class MultiSeedTestLoop(TestLoop):
             raise ValueError(f'MultiSeedTestLoop: amp_dtype must be None or one of {AMP_DTYPES}, got {amp_dtype!r}')
         if getattr(runner, 'protocol', None) is None:
             # a plain mmengine Runner (mmseg's tools/test.py ignores runner_type): resolve the facts here
-            cfg = copy.deepcopy(runner.cfg)
-            runner.protocol = resolve_protocol(cfg)
+            cfg = resolve_config(runner.cfg)
+            runner.protocol = cfg.protocol.to_dict()
             dataloader, evaluator, seeds = cfg.test_dataloader, cfg.test_evaluator, cfg.test_cfg.seeds
             adapt_model_to_resolved(runner.model, cfg)
         self._dataloader_cfg = copy.deepcopy(dataloader)

@@ -8,15 +8,21 @@ protocol ``metrics``, ``fss_split``, ``selection``, ``adaptation_labels`` (plus
 (dataset arguments, batch sizes, the official metric's batch, LR milestones, the
 adaptation dataset and its exclusion set, the selection loop and checkpoint rule,
 ``load_from``) and refuses, naming both keys, a config that states a dependent value
-that disagrees. :class:`~ifa_mmseg.engine.FewShotRunner` calls it (our tools, and mmseg's
-``tools/train.py`` through ``runner_type``); :class:`~ifa_mmseg.engine.MultiSeedTestLoop`
-calls it under a plain Runner (mmseg's ``tools/test.py``, which ignores ``runner_type``).
+that disagrees.
+
+:func:`resolve_config` is the one entry point: every consumer builds from the config it
+returns. :class:`~ifa_mmseg.engine.FewShotRunner` (our tools, and mmseg's ``tools/train.py``
+through ``runner_type``), :class:`~ifa_mmseg.engine.MultiSeedTestLoop` under a plain Runner
+(mmseg's ``tools/test.py``, which ignores ``runner_type``), :func:`ifa_mmseg.apis.init_model`,
+:class:`~ifa_mmseg.apis.FewShotInferencer` and the tools. What a consumer needs of the
+resolved config it reads through the accessors here (:func:`evaluated_dataset`,
+:func:`episode_pipeline_of`), and which stage a protocol runs :func:`check_stage` decides.
 """
 import copy
 import json
 import os
 import os.path as osp
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from mmengine.config import Config, ConfigDict
 from mmengine.dist import is_main_process
@@ -224,6 +230,67 @@ def resolve_protocol(cfg: Config) -> Dict[str, Any]:
     return record
 
 
+def resolve_config(cfg: Union[str, Config], cfg_options: Optional[dict] = None) -> Config:
+    """The config every consumer builds from: a resolved copy of ``cfg`` (a file or a :class:`Config`).
+
+    Resolution is idempotent, so a config that was already resolved (e.g. the one a run
+    dumps into its work dir) resolves to itself.
+
+    Args:
+        cfg: the config, or its file.
+        cfg_options: overrides merged before resolving (``--cfg-options``).
+
+    Returns:
+        The resolved config; its ``protocol`` key holds the record (:func:`resolve_protocol`).
+
+    Raises:
+        ProtocolError: see :func:`resolve_protocol`.
+    """
+    cfg = Config.fromfile(cfg) if isinstance(cfg, str) else copy.deepcopy(cfg)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    resolve_protocol(cfg)
+    return cfg
+
+
+def check_stage(record: Dict[str, Any], mode: str) -> None:
+    """Refuse to run ``mode`` (``'train'`` or ``'test'``) of a config whose protocol has no such stage.
+
+    Raises:
+        ProtocolError: naming what to run instead.
+    """
+    if mode != 'train' or record.get('stage') != 'adaptation':
+        return
+    if record.get('adaptation_labels') == 'none':
+        raise ProtocolError("adaptation_labels='none' has no adaptation stage: evaluate the source "
+                            'checkpoint directly with tools/test.py CONFIG CHECKPOINT')
+    if record.get('adaptation_labels') == 'episode':
+        raise ProtocolError("adaptation_labels='episode' adapts each test episode at test time and has no "
+                            'adaptation stage to train: run tools/test.py CONFIG SOURCE_CHECKPOINT '
+                            "--cfg-options adaptation_labels=episode")
+
+
+def evaluated_dataset(cfg: Config) -> dict:
+    """The config of the dataset a resolved config evaluates: its test dataset, or for a source config
+    without one its training dataset (inside any dataset wrapper).
+
+    Raises:
+        ValueError: the config has neither.
+    """
+    loader = cfg.get('test_dataloader') or cfg.get('train_dataloader')
+    dataset = loader.get('dataset') if loader else None
+    while dataset is not None and 'pipeline' not in dataset:  # dataset wrappers (IFAAdaptationDataset)
+        dataset = dataset.get('dataset')
+    if dataset is None:
+        raise ValueError(f'{cfg.filename}: no test_dataloader (or train_dataloader) dataset with a pipeline')
+    return dataset
+
+
+def episode_pipeline_of(cfg: Config) -> List[dict]:
+    """The per-image pipeline of :func:`evaluated_dataset` (what inference and the tools preprocess with)."""
+    return evaluated_dataset(cfg)['pipeline']
+
+
 def _resolve_training(r: _Resolver, cfg: Config, loader: dict, test_ds: Optional[dict],
                       record: Dict[str, Any]) -> str:
     """Batch size, milestones, the training dataset(s) and the epoch hook; returns the stage."""
@@ -253,10 +320,11 @@ def _resolve_training(r: _Resolver, cfg: Config, loader: dict, test_ds: Optional
         if scheduler.get('type') == 'MultiStepLR':
             scheduler.setdefault('milestones', official_milestones(loader['batch_size']))
             record['milestones'] = list(scheduler['milestones'])
-    if _is_fewshot(dataset) or adaptation:
-        hooks = list(cfg.get('custom_hooks') or [])
-        if not any(h.get('type') == 'EpisodeResampleHook' for h in hooks):
-            cfg.custom_hooks = [*hooks, dict(type='EpisodeResampleHook')]
+    if (_is_fewshot(dataset) or adaptation) and not any(
+            h.get('type') == 'EpisodeResampleHook' for h in cfg.get('custom_hooks') or []):
+        raise ProtocolError('train_dataloader.dataset draws episodes per epoch but custom_hooks has no '
+                            "EpisodeResampleHook, so every epoch would repeat the first one's draws: add "
+                            "dict(type='EpisodeResampleHook') (configs/_base_/schedules/source_20e.py states it)")
     return stage
 
 
@@ -337,13 +405,13 @@ def _resolve_selection(r: _Resolver, cfg: Config, stage: str, test_ds: Optional[
         if cfg.get(key) is not None and not _same(cfg[key], value):
             raise ProtocolError(f'{key} is derived from selection={f["selection"]!r}; remove it from the config')
         cfg[key] = value
-    hooks = cfg.get('default_hooks') or ConfigDict()
-    hook = hooks.get('checkpoint') or ConfigDict(type='CheckpointHook')
+    hook = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
+    if hook.get('type') != 'FewShotCheckpointHook':
+        raise ProtocolError(f"selection={f['selection']!r} keeps the best checkpoint by the official rule, which "
+                            f"default_hooks.checkpoint of type {hook.get('type')!r} cannot apply: use "
+                            "dict(type='FewShotCheckpointHook') (configs/_base_/schedules/source_20e.py states it)")
     for key, value in (('save_best', save_best), ('rule', rule)):
         r.agree(hook, key, value, 'default_hooks.checkpoint', 'selection')
-    hook['type'] = 'FewShotCheckpointHook'
-    hooks['checkpoint'] = hook
-    cfg.default_hooks = hooks
 
 
 def _threshold_pipeline(cfg: Config) -> Optional[list]:

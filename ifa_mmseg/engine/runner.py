@@ -1,5 +1,4 @@
 """mmengine's Runner with the config's facts resolved, a recorded protocol and a resume that resumes."""
-import copy
 import os.path as osp
 import pickle
 from typing import Any, Dict, Optional
@@ -13,7 +12,7 @@ from mmseg.registry import RUNNERS
 from ..models.utils.state_check import naming_file
 from .checkpoints import (PARTIAL_SUFFIX, checkpoint_template, find_resume_checkpoint, list_checkpoints,
                           replace_durably)
-from .protocol import ProtocolError, protocol_summary, resolve_protocol, selection_note, write_protocol
+from .protocol import ProtocolError, check_stage, protocol_summary, resolve_config, selection_note, write_protocol
 
 
 def check_start_checkpoint(cfg: Config) -> None:
@@ -39,7 +38,7 @@ class FewShotRunner(Runner):
     """A :class:`~mmengine.runner.Runner` for few-shot configs (``runner_type='FewShotRunner'``).
 
     * :meth:`from_cfg` resolves the config's facts and protocol keys
-      (:func:`~ifa_mmseg.engine.protocol.resolve_protocol`) before anything is built, so
+      (:func:`~ifa_mmseg.engine.protocol.resolve_config`) before anything is built, so
       the runner, its dumped config and every checkpoint's meta hold the resolved values.
     * :meth:`train` writes ``protocol.json`` (the record plus the adaptation pool and the
       test queries it excludes) into the work dir; ``MultiSeedTestLoop`` writes the test
@@ -56,11 +55,10 @@ class FewShotRunner(Runner):
 
     @classmethod
     def from_cfg(cls, cfg: Config) -> 'FewShotRunner':
-        cfg = copy.deepcopy(cfg)
-        record = resolve_protocol(cfg)
+        cfg = resolve_config(cfg)
         check_start_checkpoint(cfg)
         runner = super().from_cfg(cfg)
-        runner.protocol = record
+        record = runner.protocol = cfg.protocol.to_dict()
         runner.logger.info(f'protocol: {protocol_summary(record)}')
         note = selection_note(record)
         if note:
@@ -117,13 +115,7 @@ class FewShotRunner(Runner):
             replace_durably(osp.join(out_dir, written), osp.join(out_dir, filename))
 
     def train(self):
-        if self.protocol.get('stage') == 'adaptation' and self.protocol.get('adaptation_labels') == 'none':
-            raise ProtocolError("adaptation_labels='none' has no adaptation stage: evaluate the source "
-                                'checkpoint directly with tools/test.py CONFIG CHECKPOINT')
-        if self.protocol.get('stage') == 'adaptation' and self.protocol.get('adaptation_labels') == 'episode':
-            raise ProtocolError("adaptation_labels='episode' adapts each test episode at test time and has no "
-                                'adaptation stage to train: run tools/test.py CONFIG SOURCE_CHECKPOINT '
-                                "--cfg-options adaptation_labels=episode")
+        check_stage(self.protocol, 'train')
         self._train_loop = self.build_train_loop(self._train_loop)
         pool = getattr(self.train_dataloader.dataset, 'pool_summary', None) or {}
         write_protocol(self.work_dir, dict(self.protocol, mode='train', **pool))

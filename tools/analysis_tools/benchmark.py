@@ -1,7 +1,7 @@
 """Speed, memory and FLOPs of the IFA model per step, optionally against the official code.
 
 For every (device, precision, mode, B, K) this times one *step* on the same episodes and
-weights (:func:`ifa_mmseg.utils.benchmark.benchmark_episodes`, weights of
+weights (:func:`ifa_mmseg.analysis.benchmark.benchmark_episodes`, weights of
 ``ifa_mmseg/utils/official_recipe.py``):
 
 - ``eval``: the inference forward (``mode='tensor'``: ``q_refine`` and ``q1``) under ``no_grad``;
@@ -46,7 +46,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from mmengine import Config
 
-from ifa_mmseg.utils.benchmark import (MODES, Worker, WorkerError, cpu_name, rel_diff, run_step_worker,
+from ifa_mmseg.analysis.benchmark import (MODES, Worker, WorkerError, cpu_name, rel_diff, run_step_worker,
                                        summary)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -42,7 +42,7 @@ from mmengine import Config
 from prettytable import PrettyTable
 
 from ifa_mmseg.models.adaptation import EpisodeAdapter, episode_adaptation_settings
-from ifa_mmseg.utils.benchmark import Worker, cpu_name, run_adaptation_worker, take_turns
+from ifa_mmseg.analysis.benchmark import Worker, cpu_name, run_adaptation_worker, take_turns
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_CONFIGS = ('configs/ifa/deepglobe_1shot.py', 'configs/ifa/deepglobe_1shot_dinov2_vits14.py',

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 import ifa_mmseg  # noqa: F401  (registers the datasets, transforms and the data preprocessor)
 from ifa_mmseg.datasets.synthetic import write_deepglobe
-from ifa_mmseg.utils.benchmark import import_official, summary, working_dir
+from ifa_mmseg.analysis.benchmark import import_official, summary, working_dir
 
 # our dataset kind -> (our dataset config, the official benchmark name)
 KINDS = dict(deepglobe=(dict(type='DeepglobeDataset'), 'deepglobe'),

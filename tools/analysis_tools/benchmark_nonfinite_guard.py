@@ -102,7 +102,7 @@ def main() -> None:
     save_check = median_seconds(lambda: hook.before_save_checkpoint(runner, checkpoint), args.repeats)
 
     print(f'{args.config}: {args.batch} episodes of {args.size} px, {torch.get_num_threads()} threads')
-    print(f'| step | step (s) | guard (s) | (step + guard) / step |\n|---|---|---|---|')
+    print('| step | step (s) | guard (s) | (step + guard) / step |\n|---|---|---|---|')
     for name, step, guard in rows:
         print(f'| {name} | {step:.3f} | {guard:.2e} | {(step + guard) / step:.5f} |')
     print(f'before_save_checkpoint (once per saved checkpoint): {save_check:.2e} s')

@@ -3,7 +3,7 @@
     python tools/analysis_tools/browse_episodes.py CONFIG [--stage test|train] [--num 8] [--start 0]
         [--seed S] [--epoch E] [--out DIR] [--cfg-options k=v ...]
 
-The config is resolved as the runner resolves it (``resolve_protocol``: data root, shot,
+The config is resolved as the runner resolves it (``resolve_config``: data root, shot,
 episodes, seeds, protocol), then its dataset is built:
 
 * ``--stage test`` (default): the test episodes of the first test seed (``--seed`` another);
@@ -106,7 +106,7 @@ def browse(args: argparse.Namespace) -> List[str]:
     from PIL import Image
 
     import ifa_mmseg  # noqa: F401  (registers datasets and transforms)
-    from ifa_mmseg.engine.protocol import ProtocolError, resolve_protocol
+    from ifa_mmseg.engine.protocol import ProtocolError, resolve_config
 
     init_default_scope('mmseg')
     cfg = Config.fromfile(args.config)
@@ -114,7 +114,7 @@ def browse(args: argparse.Namespace) -> List[str]:
         cfg.merge_from_dict(args.cfg_options)
     cfg.pop('work_dir', None)  # nothing is written beside a run (no support_pool.json)
     try:
-        resolve_protocol(cfg)
+        cfg = resolve_config(cfg)
     except ProtocolError as err:
         raise SystemExit(f'{args.config}: {err}')
     try:

@@ -6,9 +6,9 @@ Counts one episode (B = 1) of our model of CONFIG with ``torch.utils.flop_counte
 products, convolutions, attention), split into the backbone (the query and the K supports,
 K + 1 images) and the rest (the parameter-free head; in training also the loss, backward and
 SGD step). The counting is ``tools/analysis_tools/benchmark.py``'s
-(:func:`ifa_mmseg.utils.benchmark.episode_flops`), on its episodes and recipe weights; the
+(:func:`ifa_mmseg.analysis.benchmark.episode_flops`), on its episodes and recipe weights; the
 head's share depends on the episodes (SSP's pixel selections), the backbone's does not. The
-shot is the config's ``shot`` and the size its test pipeline's ``FewShotResize`` scale,
+shot is the resolved config's ``shot`` and the size its test pipeline's ``FewShotResize`` scale,
 unless given.
 """
 import argparse
@@ -18,7 +18,8 @@ from typing import Optional, Sequence
 
 from mmengine.config import Config, DictAction
 
-from ifa_mmseg.utils.benchmark import MODES, episode_flops
+from ifa_mmseg.analysis.benchmark import MODES, episode_flops
+from ifa_mmseg.engine.protocol import ProtocolError, episode_pipeline_of, resolve_config
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -33,9 +34,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def input_size(cfg: Config) -> int:
-    """The side of the test pipeline's ``FewShotResize`` (400 in the official pipeline)."""
-    dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
-    for transform in dataset.get('pipeline') or []:
+    """The side of the evaluated pipeline's ``FewShotResize`` (400 in the official pipeline)."""
+    for transform in episode_pipeline_of(cfg):
         if transform.get('type') == 'FewShotResize':
             h, w = transform['scale']
             if h != w:
@@ -50,10 +50,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import ifa_mmseg  # noqa: F401  (registers the model)
     args = parse_args(argv)
     init_default_scope('mmseg')
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    shot = args.shot or cfg.get('shot', 1)
+    try:
+        cfg = resolve_config(args.config, args.cfg_options)
+    except ProtocolError as err:
+        raise SystemExit(f'{args.config}: {err}')
+    shot = args.shot or cfg.shot
     size = args.size or input_size(cfg)
     print(f'{args.config}: {cfg.model.backbone.type} backbone, {shot}-shot, {size}x{size} input, '
           'one episode (B=1)')

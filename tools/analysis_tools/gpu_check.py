@@ -1,7 +1,7 @@
 """One-call check of the static-shape head on a GPU: speed, memory, agreement, host synchronisations.
 
 For each mode and precision it times our model of CONFIG (recipe weights, the flat
-benchmark episodes of ``benchmark.py``, from ``ifa_mmseg/utils/benchmark.py``) with the
+benchmark episodes of ``benchmark.py``, from ``ifa_mmseg/analysis/benchmark.py``) with the
 head's two self-support formulations, ``self_support_impl='select'`` (image by image over
 the selected pixels; the CPU default) and ``'masked'`` (all images at once, the selection
 as an attention mask; the CUDA default):
@@ -42,7 +42,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from ifa_mmseg.utils.benchmark import BackboneClock, build_ours, make_step, rel_diff, sync_fn
+from ifa_mmseg.analysis.benchmark import BackboneClock, build_ours, make_step, rel_diff, sync_fn
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_CONFIG = os.path.join(REPO_ROOT, 'configs', 'ifa', 'deepglobe_1shot.py')

@@ -2,7 +2,7 @@
 
     python tools/misc/print_config.py CONFIG [--cfg-options k=v ...] [--unresolved] [--out FILE]
 
-By default the config is resolved by ``resolve_protocol`` (what ``FewShotRunner`` does
+By default the config is resolved by ``resolve_config`` (what ``FewShotRunner`` does
 before it builds anything): dataset roots, shots, episodes and seeds, the official metric's
 batch, LR milestones, the adaptation dataset and its support pool, the selection loop and
 checkpoint rule, ``load_from``. ``--unresolved`` prints the config as written (with the
@@ -30,7 +30,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def load(args: argparse.Namespace) -> Config:
     """The config with the overrides, resolved unless ``--unresolved``."""
     import ifa_mmseg  # noqa: F401  (registers the datasets the resolver inspects)
-    from ifa_mmseg.engine.protocol import ProtocolError, resolve_protocol
+    from ifa_mmseg.engine.protocol import ProtocolError, resolve_config
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -39,7 +39,7 @@ def load(args: argparse.Namespace) -> Config:
         cfg.work_dir = args.work_dir
     if not args.unresolved:
         try:
-            resolve_protocol(cfg)
+            cfg = resolve_config(cfg)
         except ProtocolError as err:
             raise SystemExit(f'{args.config}: {err}')
     return cfg

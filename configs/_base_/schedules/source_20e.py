@@ -8,8 +8,11 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='FewShotLoggerHook', interval=50, log_metric_by_epoch=True),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=True, interval=1, max_keep_ckpts=2),
+    # mmengine's CheckpointHook plus the official '>=' best rule, which selection may ask for
+    checkpoint=dict(type='FewShotCheckpointHook', by_epoch=True, interval=1, max_keep_ckpts=2),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='FewShotVisualizationHook', draw=False),
     non_finite=dict(type='NonFiniteCheckHook'))  # a NaN/inf loss stops training, naming the iteration and term
+# new episode draws (supports, augmentations) every epoch, from (seed, epoch, index)
+custom_hooks = [dict(type='EpisodeResampleHook')]
 randomness = dict(seed=0)

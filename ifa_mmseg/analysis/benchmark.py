@@ -35,16 +35,17 @@ from mmengine.config import Config
 from mmengine.dataset import Compose
 from mmengine.registry import FUNCTIONS, init_default_scope
 from mmengine.structures import PixelData
-from mmseg.registry import DATASETS, MODELS, TRANSFORMS
+from mmseg.registry import MODELS, TRANSFORMS
 from mmseg.structures import SegDataSample
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from ifa_mmseg.datasets.base_fewshot import build_transforms, pack_episode
-from ifa_mmseg.datasets.pseudo_query import draw_pseudo_queries, ifa_augmentations, item_seed
+from ifa_mmseg.datasets.base_fewshot import build_transforms, episode_pipeline, pack_episode
+from ifa_mmseg.datasets.pseudo_query import draw_pseudo_queries, item_seed, recipe_of, split_at_mask_loading
+from ifa_mmseg.engine.protocol import evaluated_dataset, resolve_config
 from ifa_mmseg.models.heads.ifa_head import IFA_LOSS_WEIGHTS
 from ifa_mmseg.models import convert_official
-from .official_recipe import imagenet_state_dict, make_episodes
+from ..utils.official_recipe import imagenet_state_dict, make_episodes
 
 MODES = ('eval', 'source', 'ifa')
 OUTPUT_KEYS = tuple(IFA_LOSS_WEIGHTS)  # the official training outputs, in order
@@ -278,10 +279,7 @@ def official_losses(outs: Sequence[Tensor], ep: Dict[str, Tensor], weights: Dict
 
 def build_ours(spec: dict) -> Tuple[nn.Module, Tuple[str, ...], Callable]:
     """Our model of ``spec['config']`` with the recipe weights, its backbone's child names, its forward."""
-    cfg = Config.fromfile(spec['config'])
-    if spec.get('cfg_options'):
-        cfg.merge_from_dict(spec['cfg_options'])
-    cfg = cfg.model
+    cfg = resolve_config(spec['config'], spec.get('cfg_options')).model
     cfg.backbone.init_cfg = None
     if spec['mode'] != 'eval':
         cfg.decode_head.loss_weights = LOSS_WEIGHTS[spec['mode']]
@@ -518,9 +516,8 @@ def random_image(rng: np.random.Generator, size: int, name: str, episode: int, s
 def packed_episodes(cfg: Config, batch: int, size: int, num_queries: int, seed: int) -> List[dict]:
     """``batch`` 1-shot episodes packed as the config's test dataset packs them, with ``num_queries``
     pseudo-queries each (drawn by its IFA augmentations, then resized like its images)."""
-    aug = DATASETS.get(cfg.test_dataloader.dataset.type).ADAPTATION
-    augment = Compose(build_transforms([*ifa_augmentations(aug['flip_prob'], aug['grid_shuffle']),
-                                        dict(type='FewShotResize', scale=(size, size))]))
+    _, _, pseudo_query = split_at_mask_loading(episode_pipeline(scale=(size, size)), recipe_of(evaluated_dataset(cfg)))
+    augment = Compose(build_transforms(pseudo_query))
     pack = TRANSFORMS.build(dict(type='PackFewShotInputs'))
     rng = np.random.default_rng(seed)
     items = []
@@ -535,11 +532,8 @@ def packed_episodes(cfg: Config, batch: int, size: int, num_queries: int, seed: 
 def build_adapting_model(spec: dict) -> Tuple[nn.Module, Callable[[], dict]]:
     """The model of ``spec['config']`` adapting with ``spec['adaptation']`` (or plain) and a maker of fresh
     collated uint8 batches."""
-    cfg = Config.fromfile(spec['config'])
-    test_cfg = {k: v for k, v in (cfg.model.get('test_cfg') or {}).items() if k != 'episode_adaptation'}
-    if spec['adaptation']:
-        test_cfg['episode_adaptation'] = spec['adaptation']
-    cfg.model.test_cfg = test_cfg
+    adapting = dict(adaptation_labels='episode', episode_adaptation=spec['adaptation'])
+    cfg = resolve_config(spec['config'], adapting if spec['adaptation'] else dict(adaptation_labels='none'))
     torch.manual_seed(spec['seed'])
     model = MODELS.build(cfg.model).eval()
     adapter = model.episode_adapter
