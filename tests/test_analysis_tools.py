@@ -1,6 +1,7 @@
 """Analysis tools: episode pictures, the resolved config, FLOPs per episode; tools run from any directory (issue 13)."""
 import csv
 import glob
+import json
 import os
 import re
 import subprocess
@@ -198,3 +199,52 @@ def test_nonfinite_guard_benchmark_prints_its_table(tmp_path):
     rows = dict(re.findall(r'^\| (eval|train) \| [\d.]+ \| [\d.e+-]+ \| ([\d.]+) \|$', proc.stdout, re.M))
     assert sorted(rows) == ['eval', 'train'] and all(float(r) >= 0.9 for r in rows.values())
     assert 'before_save_checkpoint (once per saved checkpoint)' in proc.stdout
+
+
+# ------------------------------------------------------------------ compare_models.py
+SMALL_DEMO = """_base_ = '{root}/configs/demo/deepglobe.py'
+data_root = '{data}'
+test_episodes = 2
+test_seeds = (0, 1)
+test_dataloader = dict(batch_size=2, dataset=dict(pipeline=[
+    dict(type='LoadRGBImageFromFile'), dict(type='LoadBinaryMask', mode='threshold'),
+    dict(type='FewShotResize', scale=(48, 48))]))
+"""
+
+
+def test_compare_models_writes_one_table_with_the_same_columns(tmp_path):
+    """Two runs of one checkpoint, as configured and per episode: a row each, the protocol keys each resolved, the
+    metrics each run computed, in Markdown, CSV and JSON."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    from ifa_mmseg.datasets import make_synthetic_benchmark
+    make_synthetic_benchmark(str(tmp_path / 'data'), seed=3, size=48, images_per_class=4, num_tiles=18)
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(os.path.join(ROOT, 'configs/demo/deepglobe.py')).model)
+    ckpt = str(tmp_path / 'random.pth')
+    torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
+    config = tmp_path / 'small.py'
+    config.write_text(SMALL_DEMO.format(root=ROOT, data=tmp_path / 'data'))
+    tool = load_script('tools/analysis_tools/compare_models.py')
+    out = tmp_path / 'compare'
+    tool.main(['--run', str(config), ckpt, '--run', str(config), ckpt, 'episode', '--cfg-options',
+               'episode_adaptation.steps=1', '--work-dir', str(out)])
+    with open(out / 'comparison.csv') as f:
+        rows = list(csv.DictReader(f))
+    records = json.loads((out / 'comparison.json').read_text())
+    assert [r['adaptation_labels'] for r in rows] == ['pool', 'episode'] and len(records) == 2
+    for r, record in zip(rows, records):
+        assert list(r) == list(tool.COLUMNS)
+        assert (r['model'], r['backbone'], r['target'], r['seeds x episodes']) == (
+            'IFA', 'ResNetV1c-18', 'DeepglobeDataset', '2 x 2')
+        metrics = record['metrics']
+        assert r['mIoU'] == f"{metrics['mIoU']:.2f} ± {metrics['mIoU_ci95']:.2f}"
+        assert r['official.mIoU'] == f"{metrics['official.mIoU']:.2f} ± {metrics['official.mIoU_ci95']:.2f}"
+        assert record['protocol']['adaptation_labels'] == r['adaptation_labels']
+    assert records[0]['metrics']['mIoU'] != records[1]['metrics']['mIoU']  # the episode row adapted
+    table = (out / 'comparison.md').read_text().splitlines()
+    assert len(table) == 4 and table[0] == '| ' + ' | '.join(tool.COLUMNS) + ' |'

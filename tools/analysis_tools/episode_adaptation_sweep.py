@@ -27,13 +27,13 @@ import copy
 import itertools
 import json
 import os.path as osp
-import time
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence
 
 from prettytable import PrettyTable
 
+from ifa_mmseg.analysis.evaluation_run import evaluate
 from ifa_mmseg.models.adaptation import episode_adaptation_settings
-from ifa_mmseg.utils import add_common_args, build_runner, load_config
+from ifa_mmseg.utils import add_common_args, load_config
 
 REPORTED = ('mIoU', 'FBIoU')
 Setting = Dict[str, Any]  # dotted episode_adaptation key -> value
@@ -77,19 +77,6 @@ def with_setting(cfg, setting: Setting):
     return cfg
 
 
-def run_one(cfg, work_dir: str) -> Tuple[Dict[str, float], float]:
-    """The multi-seed test of ``cfg`` in ``work_dir``: (metrics, seconds per episode)."""
-    cfg = copy.deepcopy(cfg)
-    cfg.work_dir = work_dir
-    cfg.experiment_name = osp.basename(work_dir)
-    cfg.visualizer.pop('name', None)  # one visualizer (and log dir) per run
-    runner = build_runner(cfg)
-    start = time.perf_counter()
-    metrics = runner.test()
-    episodes = len(runner.test_dataloader.dataset) * len(cfg.test_seeds)
-    return metrics, (time.perf_counter() - start) / episodes
-
-
 def label(setting: Setting) -> str:
     return ' '.join(f'{k}={v}' for k, v in setting.items()) or 'config'
 
@@ -102,7 +89,8 @@ def main() -> None:
     rows: List[dict] = []
     for i, setting in enumerate(settings):
         run_cfg = with_setting(cfg, setting)
-        metrics, seconds = run_one(run_cfg, osp.join(cfg.work_dir, f'run{i}'))
+        run = evaluate(run_cfg, osp.join(cfg.work_dir, f'run{i}'))
+        metrics, seconds = run.metrics, run.seconds_per_episode
         rows.append(dict(setting=setting, episode_adaptation=episode_adaptation_settings(run_cfg.episode_adaptation),
                          seconds_per_episode=seconds, **{k: metrics[k] for k in REPORTED},
                          **{f'{k}_ci95': metrics[f'{k}_ci95'] for k in REPORTED}))
