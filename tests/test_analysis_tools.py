@@ -215,18 +215,13 @@ test_dataloader = dict(batch_size=2, dataset=dict(pipeline=[
 def test_compare_models_writes_one_table_with_the_same_columns(tmp_path):
     """Two runs of one checkpoint, as configured and per episode: a row each, the protocol keys each resolved, the
     metrics each run computed, in Markdown, CSV and JSON."""
-    import torch
-    from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from mmseg.registry import MODELS
 
     from ifa_mmseg.datasets import make_synthetic_benchmark
+    from tests.helpers.models import save_random_demo_checkpoint
     make_synthetic_benchmark(str(tmp_path / 'data'), seed=3, size=48, images_per_class=4, num_tiles=18)
     init_default_scope('mmseg')
-    torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(os.path.join(ROOT, 'configs/demo/deepglobe.py')).model)
-    ckpt = str(tmp_path / 'random.pth')
-    torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
+    ckpt = save_random_demo_checkpoint(ROOT, str(tmp_path / 'random.pth'))
     config = tmp_path / 'small.py'
     config.write_text(SMALL_DEMO.format(root=ROOT, data=tmp_path / 'data'))
     tool = load_script('tools/analysis_tools/compare_models.py')

@@ -26,7 +26,7 @@ from ifa_mmseg.models.heads.ifa_head import grouped_cross_entropy
 
 from tests.helpers import fake_layouts
 from tests.helpers.launch import logged_metrics, run, run_sh
-from tests.helpers.models import build_r50
+from tests.helpers.models import build_r50, save_random_demo_checkpoint
 
 TOL = 1e-5
 CHILD = """
@@ -52,12 +52,7 @@ def setup(root, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('episode')
     data = str(tmp / 'data')
     make_synthetic_benchmark(data, seed=3, size=48, images_per_class=4, num_tiles=18)
-    cfg = Config.fromfile(os.path.join(root, 'configs/demo/deepglobe.py'))
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    ckpt = str(tmp / 'random.pth')
-    torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
+    ckpt = save_random_demo_checkpoint(root, str(tmp / 'random.pth'))
     configs = {}
     for shot in (1, 2):
         path = tmp / f'child_{shot}shot.py'

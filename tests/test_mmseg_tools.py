@@ -7,12 +7,11 @@ import sys
 
 import mmseg
 import torch
-from mmengine.config import Config
-from mmseg.registry import MODELS
-
 from ifa_mmseg.compat import safe_torch_load
 from ifa_mmseg.datasets import make_synthetic_benchmark
 from ifa_mmseg.engine.protocol import PROTOCOL_CHOICES
+
+from tests.helpers.models import save_random_demo_checkpoint
 
 MMSEG_TOOLS = os.path.join(os.path.dirname(mmseg.__file__), '.mim', 'tools')
 
@@ -83,12 +82,7 @@ def test_mmseg_test_tool_equals_ours_for_every_label_setting(root, tmp_path):
     at shot 5 it evaluates what our tools/test.py evaluates: the same protocol record, the same logits."""
     data = str(tmp_path / 'data')
     make_synthetic_benchmark(data, seed=5, size=48, images_per_class=2, num_tiles=24)
-    cfg = Config.fromfile(os.path.join(root, 'configs/demo/deepglobe.py'))
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    ckpt = str(tmp_path / 'random.pth')
-    torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
+    ckpt = save_random_demo_checkpoint(root, str(tmp_path / 'random.pth'))
     for labels in PROTOCOL_CHOICES['adaptation_labels']:
         runs = {}
         for name, tool in (('ours', os.path.join(root, 'tools', 'test.py')), ('mmseg', os.path.join(MMSEG_TOOLS,
