@@ -46,6 +46,7 @@ def center_pivot_block(in_channels: int, out_channels: Sequence[int], kernel_siz
     ``HPNLearner.__init__.make_building_block``."""
     layers = []
     for out, kernel, stride in zip(out_channels, kernel_sizes, support_strides):
-        layers += [CenterPivotConv4d(in_channels, out, kernel, stride), nn.GroupNorm(groups, out), nn.ReLU(inplace=True)]
+        layers += [CenterPivotConv4d(in_channels, out, kernel, stride), nn.GroupNorm(groups, out),
+                   nn.ReLU(inplace=True)]
         in_channels = out
     return nn.Sequential(*layers)
