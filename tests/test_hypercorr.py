@@ -31,13 +31,16 @@ def test_backbone_takes_torchvision_weights_and_returns_every_bottleneck():
     assert MultiLayerResNet(depth=101).num_blocks == (4, 23, 3)
 
 
-def test_heads_name_a_backbone_that_does_not_fit(root):
+def test_heads_name_a_backbone_that_does_not_fit(root, hsnet):
     cfg = hypercorr_cfg(root, 'hsnet')
-    cfg.backbone.out_indices = (2, 3)  # 9 maps instead of 13
-    model = MODELS.build(cfg)
-    data = model.data_preprocessor(packed_episodes(1, 1, 64), False)
+    cfg.backbone.out_indices = (2, 3)
+    with pytest.raises(ValueError, match=r'the backbone returns \(6, 3\) maps per layer group but the head correlates '
+                       r'num_blocks=\(4, 6, 3\)'):
+        MODELS.build(cfg)
+    feats = hsnet.extract_feat(torch.randn(1, 3, 64, 64))[4:]  # what a backbone of 9 maps gives
     with pytest.raises(ValueError, match=r'HSNetHead expects 13 feature maps \(num_blocks=\(4, 6, 3\).*gave 9'):
-        model(**data, mode='tensor')
+        hsnet.decode_head(feats, feats, torch.ones(1, 64, 64))
+    data = hsnet.data_preprocessor(packed_episodes(1, 1, 64), False)
     cfg = hypercorr_cfg(root, 'patnet')
     cfg.decode_head.in_channels = (256, 1024, 2048)
     model = MODELS.build(cfg)

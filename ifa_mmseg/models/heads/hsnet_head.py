@@ -1,5 +1,5 @@
 """HSNet head: hypercorrelation of multi-layer features, squeezed by center-pivot 4D convolutions."""
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch.nn.functional as F
 from mmengine.model import BaseModule
@@ -40,7 +40,7 @@ class HSNetHead(BaseModule):
                  groups: int = 4,
                  ignore_index: int = 255,
                  align_corners: bool = True,
-                 init_cfg: dict = None) -> None:
+                 init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg)
         if len(num_blocks) != len(SQUEEZE_LAYOUT):
             raise ValueError(f'{type(self).__name__} correlates {len(SQUEEZE_LAYOUT)} layer groups; num_blocks '

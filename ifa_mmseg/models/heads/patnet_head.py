@@ -1,6 +1,6 @@
 """PATNet head: HSNet's head on features moved into a domain-agnostic space by anchor vectors."""
 import math
-from typing import List, Sequence
+from typing import Any, List, Sequence
 
 import torch
 from mmseg.registry import MODELS
@@ -28,7 +28,7 @@ class PATNetHead(HSNetHead):
         **kwargs: :class:`HSNetHead` arguments.
     """
 
-    def __init__(self, in_channels: Sequence[int] = (512, 1024, 2048), **kwargs) -> None:
+    def __init__(self, in_channels: Sequence[int] = (512, 1024, 2048), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if len(in_channels) != len(self.num_blocks):
             raise ValueError(f'PATNetHead: in_channels {tuple(in_channels)} and num_blocks {self.num_blocks} must '

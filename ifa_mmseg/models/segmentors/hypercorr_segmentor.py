@@ -48,6 +48,11 @@ class HypercorrSegmentor(FewShotSegmentor):
             backbone = dict(backbone, init_cfg=dict(type='Pretrained', checkpoint=pretrained))
         self.backbone = MODELS.build(backbone)
         self.decode_head = MODELS.build(decode_head)
+        maps = getattr(self.backbone, 'num_blocks', None)  # other backbones are checked when they run
+        if maps is not None and tuple(maps) != self.decode_head.num_blocks:
+            raise ValueError(f'the backbone returns {tuple(maps)} maps per layer group but the head correlates '
+                             f'num_blocks={self.decode_head.num_blocks}: make backbone.out_indices and '
+                             'decode_head.num_blocks agree')
         self.train_cfg = train_cfg
         self.test_cfg = dict(test_cfg or {})
 

@@ -4,6 +4,7 @@ import re
 from collections import OrderedDict
 from typing import Callable, Dict, Optional
 
+from mmseg.registry import MODELS
 from torch import Tensor
 
 from ...utils.errors import ConversionError
@@ -151,8 +152,7 @@ def detect_hypercorr_model(state_dict: Dict[str, Tensor]) -> str:
 def hypercorr_target(model: str, depth: int) -> Dict[str, Tensor]:
     """The state dict a converted ``model`` (``'hsnet'``/``'patnet'``) checkpoint must fill:
     ``HypercorrSegmentor`` with a ``MultiLayerResNet`` of ``depth`` and the model's head."""
-    from mmseg.registry import MODELS  # the components register when ifa_mmseg is imported
-    blocks = MODELS.get('MultiLayerResNet').arch_settings[depth][1][1:]
+    blocks = MODELS.get('MultiLayerResNet').arch_settings[depth][1][1:]  # layers 2-4, the official feat_ids
     return MODELS.build(dict(type='HypercorrSegmentor', backbone=dict(type='MultiLayerResNet', depth=depth),
                              decode_head=dict(type=HYPERCORR_MODELS[model][1], num_blocks=blocks))).state_dict()
 
