@@ -35,25 +35,13 @@ def _bn(prefix: str, channels: int, gamma: float = 1.0) -> Dict[str, torch.Tenso
     }
 
 
-def imagenet_state_dict(depth: int = 50, with_head: bool = True) -> 'OrderedDict[str, torch.Tensor]':
-    """Weights in the layout of SSP/IFA's ``pretrained/resnet{depth}.pth``.
+def _bottleneck_stages(depth: int, inplanes: int, num_stages: int) -> 'OrderedDict[str, torch.Tensor]':
+    """``layer1..layer{num_stages}`` of a bottleneck ResNet whose stem gives ``inplanes`` channels.
 
-    Deep stem ``conv1.{0,1,3,4,6}`` + ``bn1``, bottleneck stages ``layer1..layer4``
-    and, when ``with_head``, ``fc`` (the official loader ignores layer4/fc).
     The last BN of every block is scaled by 0.3 so the residual stream stays tame.
     """
     sd: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
-    sd['conv1.0.weight'] = _conv('conv1.0.weight', (64, 3, 3, 3))
-    sd.update(_bn('conv1.1', 64))
-    sd['conv1.3.weight'] = _conv('conv1.3.weight', (64, 64, 3, 3))
-    sd.update(_bn('conv1.4', 64))
-    sd['conv1.6.weight'] = _conv('conv1.6.weight', (128, 64, 3, 3))
-    sd.update(_bn('bn1', 128))
-    inplanes = 128
-    num_stages = 4 if with_head else 3
-    for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), STAGE_BLOCKS[depth])):
-        if i >= num_stages:
-            break
+    for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512)[:num_stages], STAGE_BLOCKS[depth])):
         for j in range(blocks):
             p = f'layer{i + 1}.{j}'
             sd[f'{p}.conv1.weight'] = _conv(f'{p}.conv1.weight', (planes, inplanes, 1, 1))
@@ -66,9 +54,44 @@ def imagenet_state_dict(depth: int = 50, with_head: bool = True) -> 'OrderedDict
                 sd[f'{p}.downsample.0.weight'] = _conv(f'{p}.downsample.0.weight', (planes * 4, inplanes, 1, 1))
                 sd.update(_bn(f'{p}.downsample.1', planes * 4))
             inplanes = planes * 4
+    return sd
+
+
+def _classifier() -> 'OrderedDict[str, torch.Tensor]':
+    return OrderedDict([('fc.weight', 0.01 * torch.randn(1000, 2048, generator=_gen('fc.weight'))),
+                        ('fc.bias', torch.zeros(1000))])
+
+
+def imagenet_state_dict(depth: int = 50, with_head: bool = True) -> 'OrderedDict[str, torch.Tensor]':
+    """Weights in the layout of SSP/IFA's ``pretrained/resnet{depth}.pth``.
+
+    Deep stem ``conv1.{0,1,3,4,6}`` + ``bn1``, bottleneck stages ``layer1..layer4``
+    and, when ``with_head``, ``fc`` (the official loader ignores layer4/fc).
+    """
+    sd: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
+    sd['conv1.0.weight'] = _conv('conv1.0.weight', (64, 3, 3, 3))
+    sd.update(_bn('conv1.1', 64))
+    sd['conv1.3.weight'] = _conv('conv1.3.weight', (64, 64, 3, 3))
+    sd.update(_bn('conv1.4', 64))
+    sd['conv1.6.weight'] = _conv('conv1.6.weight', (128, 64, 3, 3))
+    sd.update(_bn('bn1', 128))
+    sd.update(_bottleneck_stages(depth, 128, 4 if with_head else 3))
     if with_head:
-        sd['fc.weight'] = 0.01 * torch.randn(1000, 2048, generator=_gen('fc.weight'))
-        sd['fc.bias'] = torch.zeros(1000)
+        sd.update(_classifier())
+    return sd
+
+
+def torchvision_state_dict(depth: int = 50) -> 'OrderedDict[str, torch.Tensor]':
+    """Weights in the layout of torchvision's ``resnet{depth}`` (the backbone of HSNet and PATNet).
+
+    7x7 stem ``conv1`` + ``bn1``, bottleneck stages ``layer1..layer4`` (stride on the 3x3
+    convolution) and ``fc``.
+    """
+    sd: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
+    sd['conv1.weight'] = _conv('conv1.weight', (64, 3, 7, 7))
+    sd.update(_bn('bn1', 64))
+    sd.update(_bottleneck_stages(depth, 64, 4))
+    sd.update(_classifier())
     return sd
 
 

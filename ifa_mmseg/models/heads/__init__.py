@@ -1,3 +1,5 @@
+from .hsnet_head import HSNetHead
 from .ifa_head import IFAHead
+from .patnet_head import PATNetHead
 
-__all__ = ['IFAHead']
+__all__ = ['HSNetHead', 'IFAHead', 'PATNetHead']

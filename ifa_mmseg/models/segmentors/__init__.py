@@ -1,3 +1,5 @@
+from .base_fewshot import FewShotSegmentor
+from .hypercorr_segmentor import HypercorrSegmentor
 from .ifa_segmentor import IFASegmentor
 
-__all__ = ['IFASegmentor']
+__all__ = ['FewShotSegmentor', 'HypercorrSegmentor', 'IFASegmentor']

@@ -1,26 +1,22 @@
 """Episodic segmentor: one backbone pass over query and supports, then the IFA head."""
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmengine.structures import PixelData
-from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList
 from torch import Tensor
 
 from ..adaptation import EpisodeAdapter, Params, adapted_features
-from ..utils.state_check import check_loaded_state
+from .base_fewshot import FewShotSegmentor
 
 
 @MODELS.register_module()
-class IFASegmentor(BaseSegmentor):
+class IFASegmentor(FewShotSegmentor):
     """Few-shot segmentor for IFA/SSP-style prototype heads.
 
-    Each data sample is one episode: ``inputs`` holds the query images, and every
-    sample carries ``support_imgs`` [K, 3, H, W] and ``support_masks`` [K, H, W]
-    (normalised by :class:`FewShotSegDataPreProcessor`) and, for training, the
-    query mask in ``gt_sem_seg``.
+    Each data sample is one episode (:class:`FewShotSegmentor`).
 
     Args:
         backbone: any mmseg/mmpretrain backbone config.
@@ -36,10 +32,7 @@ class IFASegmentor(BaseSegmentor):
             (:class:`~ifa_mmseg.models.EpisodeAdapter`).
         pretrained: backbone checkpoint, as mmseg segmentors take it (it becomes the
             backbone's ``init_cfg``); ``mmseg.apis.init_model`` passes ``None``.
-        strict_load: refuse a checkpoint that lacks any of the model's weights and buffers or
-            has keys that fit none (every loader: ``load_from``, ``init_model``, the
-            inferencer); ``False`` loads what fits. Non-finite values are refused either way
-            (:func:`~ifa_mmseg.models.utils.check_loaded_state`).
+        strict_load: refuse checkpoints that do not fit (:class:`FewShotSegmentor`).
     """
 
     def __init__(self,
@@ -53,9 +46,7 @@ class IFASegmentor(BaseSegmentor):
                  pretrained: Optional[str] = None,
                  init_cfg: OptMultiConfig = None,
                  strict_load: bool = True) -> None:
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.strict_load = strict_load
-        self.register_load_state_dict_post_hook(check_loaded_state)
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg, strict_load=strict_load)
         if pretrained is not None:
             backbone = dict(backbone, init_cfg=dict(type='Pretrained', checkpoint=pretrained))
         self.backbone = MODELS.build(backbone)
@@ -114,19 +105,10 @@ class IFASegmentor(BaseSegmentor):
             feat_q, feat_s, support_masks.transpose(0, 1).flatten(0, 1).to(feat_q.dtype),
             query_mask=query_mask, size=query.shape[-2:], training=self.training)
 
-    @staticmethod
-    def _episode_tensors(inputs: Tensor, data_samples: SampleList) -> Tuple[Tensor, Tensor]:
-        if data_samples is None or not all(hasattr(s, 'support_imgs') for s in data_samples):
-            raise ValueError('IFASegmentor needs data samples carrying support_imgs and support_masks '
-                             '(pack episodes with PackFewShotInputs and FewShotSegDataPreProcessor)')
-        supports = torch.stack([s.support_imgs for s in data_samples]).to(inputs.dtype)
-        masks = torch.stack([s.support_masks for s in data_samples])
-        return supports, masks
-
     def loss(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
         """Weighted loss terms, one ``loss_<output>`` key each."""
         supports, masks = self._episode_tensors(inputs, data_samples)
-        query_mask = torch.stack([s.gt_sem_seg.data[0] for s in data_samples])
+        query_mask = self._query_masks(data_samples)
         logits = self.forward_episode(inputs, supports, masks, query_mask)
         return self.decode_head.loss(logits, query_mask, masks.transpose(0, 1).flatten(0, 1))
 
@@ -223,9 +205,5 @@ class IFASegmentor(BaseSegmentor):
     def _forward(self, inputs: Tensor, data_samples: OptSampleList = None) -> Dict[str, Tensor]:
         """``tensor`` mode: the raw logits dict (training keys in train mode)."""
         supports, masks = self._episode_tensors(inputs, data_samples)
-        query_mask = (torch.stack([s.gt_sem_seg.data[0] for s in data_samples])
-                      if self.training else None)
+        query_mask = self._query_masks(data_samples) if self.training else None
         return self.forward_episode(inputs, supports, masks, query_mask)
-
-    def aug_test(self, inputs: Tensor, data_samples: SampleList) -> List:
-        raise NotImplementedError('test-time augmentation is not part of the IFA protocol')

@@ -5,15 +5,19 @@ file holding none of the model's weights used to be evaluated as the random init
 :func:`check_loaded_state` as a ``load_state_dict`` post-hook; every loader (torch's, mmengine's) calls it at the root
 with all missing and unexpected keys, so one check covers them all.
 """
+import re
 from contextlib import contextmanager
 from typing import Any, Iterator, List, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from .ckpt_convert import HYPERCORR_MODELS
+
 # keys a checkpoint may lack without changing a prediction (mmengine ignores them too)
 _OPTIONAL_SUFFIXES = ('num_batches_tracked',)
 SHOWN = 5  # keys named in a message
+_HYPERCORR_KEY = re.compile(r'^(?:module\.)?(hpn_learner|reference_layer)')  # official HSNet/PATNet keys
 
 
 class CheckpointMismatchError(ValueError):
@@ -31,6 +35,11 @@ def likely_cause(missing: Sequence[str], unexpected: Sequence[str], model_keys: 
     if any(k.startswith('layer0.') for k in unexpected):
         return ('This looks like an official IFA/SSP checkpoint: convert it first with '
                 'tools/model_converters/ifa_official_to_mmseg.py SRC DST.')
+    official = {m.group(1) for k in unexpected for m in [_HYPERCORR_KEY.match(k)] if m}
+    if official:
+        model = 'patnet' if 'reference_layer' in official else 'hsnet'
+        return (f'This looks like an official {HYPERCORR_MODELS[model][0]} checkpoint: convert it first with '
+                f'tools/model_converters/{model}_official_to_mmseg.py SRC DST.')
     backbone = {k[len('backbone.'):] for k in model_keys if k.startswith('backbone.')}
     if unexpected and sum(k in backbone for k in unexpected) >= len(unexpected) / 2:
         return ('This looks like a backbone-only file (its keys lack the "backbone." prefix): use it as '
