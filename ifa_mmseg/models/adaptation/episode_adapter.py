@@ -28,7 +28,7 @@ import copy
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import torch
 from mmengine.registry import OPTIMIZERS
@@ -40,6 +40,8 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 from .feature_split import FeatureSplit, backbone_blocks, owns
 
 Params = Dict[str, Tensor]  # parameter name -> per-episode weights [B, *shape]
+StepLoss = Callable[[Dict[str, Tensor], List[int]], Tensor]  # (one episode's weights, a step's views) -> loss
+T = TypeVar('T')
 # torch optimizers whose update of an element depends on that element's gradient history only
 ELEMENTWISE_OPTIMIZERS = ('SGD', 'Adam', 'AdamW', 'Adamax', 'NAdam', 'RAdam', 'RMSprop', 'Adagrad', 'Adadelta')
 ENGINES = ('loop', 'vmap')
@@ -118,10 +120,9 @@ def _under_split(params: Dict[str, Tensor]) -> Dict[str, Tensor]:
     return {f'segmentor.{k}': v for k, v in params.items()}
 
 
-def in_single_threaded_workers(model: nn.Module, names: Sequence[str],
-                               fn: Callable[[int, nn.Module, FeatureSplit], Any], num_items: int,
-                               workers: int) -> List[Any]:
-    """``[fn(i, model_copy, split_copy) for i in range(num_items)]`` over ``workers`` single-threaded threads.
+def in_single_threaded_workers(model: nn.Module, fn: Callable[[int, nn.Module], T], num_items: int,
+                               workers: int) -> List[T]:
+    """``[fn(i, model_copy) for i in range(num_items)]`` over ``workers`` single-threaded threads.
 
     On a CPU with T intra-op threads the 'loop' engine runs its episodes T at a time, each
     single-threaded: small convolutions use one core better than T cores do. Each worker
@@ -134,10 +135,9 @@ def in_single_threaded_workers(model: nn.Module, names: Sequence[str],
     def start() -> None:
         torch.set_num_threads(1)
         local.model = copy.deepcopy(model)
-        local.split = FeatureSplit(local.model, names)
 
-    def run(i: int) -> Any:
-        return fn(i, local.model, local.split)
+    def run(i: int) -> T:
+        return fn(i, local.model)
 
     threads = torch.get_num_threads()
     try:
@@ -303,10 +303,7 @@ class EpisodeAdapter:
         """(adapted weights [B, *shape], features [B, 1+K, C, h, w] of each query and its supports or ``None``)."""
         b, k = supports.shape[:2]
         v = self.num_queries
-        if v and (queries is None or queries.shape[1] != v):
-            got = 'none' if queries is None else queries.shape[1]
-            raise ValueError(f'episode adaptation: {self.steps} steps over {v} pseudo-queries per episode '
-                             f'(views={self.views}, queries_per_step={self.queries_per_step}) need {v}, got {got}')
+        self.check_queries(queries)
         head = model.decode_head
         if k > 1 and getattr(head, 'support_order', 'correct') != 'correct':
             raise ValueError("episode adaptation needs decode_head.support_order='correct': the official K>1 order "
@@ -325,17 +322,13 @@ class EpisodeAdapter:
             return self._adapt_batch(model, split, names, prefix, support_masks, query_masks, shape,
                                      images is not None)
 
-        def episode(e: int, segmentor: nn.Module, split: FeatureSplit) -> Tuple[Dict[str, Tensor], Optional[Tensor]]:
+        def episode(e: int, segmentor: nn.Module) -> Tuple[Dict[str, Tensor], Optional[Tensor]]:
             # one episode's images and prefix at a time: memory does not grow with the batch
+            split = FeatureSplit(segmentor, names)
             return self._adapt_episode(segmentor, split, names, split.prefix(episode_images(e)), support_masks[e],
                                        None if query_masks is None else query_masks[e], shape, images is not None)
 
-        threads = torch.get_num_threads()
-        if supports.device.type == 'cpu' and threads > 1:
-            episodes = in_single_threaded_workers(model, names, episode, b, min(b, threads))
-        else:
-            split = FeatureSplit(model, names)
-            episodes = [episode(e, model, split) for e in range(b)]
+        episodes = self.map_episodes(model, episode, b, supports.device)
         params = {n: torch.stack([p[n] for p, _ in episodes]) for n in names}
         return params, None if images is None else torch.stack([f for _, f in episodes])
 
@@ -357,6 +350,51 @@ class EpisodeAdapter:
     def _optimizer(self, params: Params) -> torch.optim.Optimizer:
         return OPTIMIZERS.build(dict(self.optimizer, params=list(params.values())))
 
+    def check_queries(self, queries: Optional[Tensor]) -> None:
+        """Refuse pseudo-queries [B, V', 3, H, W] (or ``None``) that are not the V the steps use."""
+        v = self.num_queries
+        if v and (queries is None or queries.shape[1] != v):
+            got = 'none' if queries is None else queries.shape[1]
+            raise ValueError(f'episode adaptation: {self.steps} steps over {v} pseudo-queries per episode '
+                             f'(views={self.views}, queries_per_step={self.queries_per_step}) need {v}, got {got}')
+
+    def map_episodes(self, model: nn.Module, episode: Callable[[int, nn.Module], T], num_episodes: int,
+                     device: torch.device) -> List[T]:
+        """``[episode(e, model) for e in range(num_episodes)]``, the 'loop' engine's schedule: on a CPU with
+        more than one intra-op thread, in single-threaded workers with their own model copies
+        (:func:`in_single_threaded_workers`)."""
+        threads = torch.get_num_threads()
+        if device.type == 'cpu' and threads > 1:
+            return in_single_threaded_workers(model, episode, num_episodes, min(num_episodes, threads))
+        return [episode(e, model) for e in range(num_episodes)]
+
+    def episode_params(self, model: nn.Module, names: Sequence[str]) -> Dict[str, Tensor]:
+        """One episode's own copy of the adapting parameters (name -> [*shape]), leaves of :meth:`optimize`."""
+        own = dict(model.named_parameters())
+        return {n: own[n].detach().clone().requires_grad_(self.steps > 0) for n in names}
+
+    def optimize(self, params: Dict[str, Tensor], step_loss: StepLoss) -> Dict[str, Tensor]:
+        """One episode's :attr:`steps` optimizer steps; step ``s`` on ``step_loss(params, view_indices(s))``.
+
+        The segmentor supplies ``step_loss`` (its model's loss on those pseudo-queries against the
+        episode's supports, under ``params``); the schedule and the optimizer are this adapter's.
+
+        Args:
+            params: from :meth:`episode_params`; updated in place.
+            step_loss: ``(params, views) -> scalar loss``.
+
+        Returns:
+            The adapted weights, detached.
+        """
+        if self.steps:
+            optimizer = self._optimizer(params)
+            with torch.enable_grad():
+                for step in range(self.steps):
+                    step_loss(params, self.view_indices(step)).backward()  # its graph is freed before the next
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+        return {n: p.detach() for n, p in params.items()}
+
     def _adapt_episode(self, model: nn.Module, split: FeatureSplit, names: List[str], prefix: Tensor,
                        support_masks: Tensor, query_masks: Optional[Tensor], size: torch.Size,
                        with_image: bool) -> Tuple[Dict[str, Tensor], Optional[Tensor]]:
@@ -370,25 +408,16 @@ class EpisodeAdapter:
             Its adapted weights (name -> [*shape]) and, with its query, [1 + K, C, h, w] features.
         """
         v, k = self.num_queries, support_masks.shape[0]
-        own = dict(model.named_parameters())
-        params = {n: own[n].detach().clone().requires_grad_(self.steps > 0) for n in names}
         head = model.decode_head
-        if self.steps:
-            optimizer = self._optimizer(params)
-            with torch.enable_grad():
-                for step in range(self.steps):
-                    views = self.view_indices(step)
-                    feats = functional_call(split, _under_split(params),
-                                            (torch.cat((prefix[views], prefix[v:v + k])), ))
-                    feat_q, feat_s, masks = self._pseudo_episodes(feats, support_masks)
-                    step_masks = query_masks[views]
-                    logits = head(feat_q, feat_s, masks.to(feat_s.dtype), query_mask=step_masks, size=size,
-                                  training=True)
-                    sum(head.loss(logits, step_masks, masks).values()).backward()
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    del feats, feat_q, feat_s, logits  # not alive beside the next step's activations
-        params = {n: p.detach() for n, p in params.items()}
+
+        def step_loss(params: Dict[str, Tensor], views: List[int]) -> Tensor:
+            feats = functional_call(split, _under_split(params), (torch.cat((prefix[views], prefix[v:v + k])), ))
+            feat_q, feat_s, masks = self._pseudo_episodes(feats, support_masks)
+            step_masks = query_masks[views]
+            logits = head(feat_q, feat_s, masks.to(feat_s.dtype), query_mask=step_masks, size=size, training=True)
+            return sum(head.loss(logits, step_masks, masks).values())
+
+        params = self.optimize(self.episode_params(model, names), step_loss)
         if not with_image:
             return params, None
         with torch.no_grad():

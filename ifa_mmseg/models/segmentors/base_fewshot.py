@@ -1,11 +1,13 @@
-"""What every episodic segmentor shares: strict checkpoint loading and the one place episodes are read."""
-from typing import List, Tuple
+"""What every episodic segmentor shares: strict checkpoint loading, the one place episodes are read, and the
+settings of per-episode adaptation."""
+from typing import List, Optional, Tuple
 
 import torch
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.utils import OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
 
+from ..adaptation import EpisodeAdapter
 from ..utils.state_check import check_loaded_state
 
 
@@ -31,6 +33,21 @@ class FewShotSegmentor(BaseSegmentor):
         self.strict_load = strict_load
         self.register_load_state_dict_post_hook(check_loaded_state)
 
+    def set_episode_adaptation(self, settings: Optional[dict]) -> None:
+        """Adapt a copy of the weights per test episode with these settings (``test_cfg.episode_adaptation``),
+        or not with ``None``; a model built before its config was resolved receives them here."""
+        if settings:
+            self.test_cfg['episode_adaptation'] = settings
+        else:
+            self.test_cfg.pop('episode_adaptation', None)
+        self.episode_adapter = EpisodeAdapter.from_settings(settings) if settings else None
+        if self.episode_adapter is not None:
+            self.check_episode_adapter(self.episode_adapter)  # refuse now, not at the first episode
+
+    def check_episode_adapter(self, adapter: EpisodeAdapter) -> None:
+        """Raise ``ValueError`` if this model cannot adapt with ``adapter`` (e.g. unknown parameter names)."""
+        adapter.parameter_names(self)
+
     def _episode_tensors(self, inputs: Tensor, data_samples: SampleList) -> Tuple[Tensor, Tensor]:
         """The samples' supports [B, K, 3, H, W] (in the dtype of ``inputs``) and support masks [B, K, H, W]."""
         if data_samples is None or not all(hasattr(s, 'support_imgs') for s in data_samples):
@@ -44,6 +61,28 @@ class FewShotSegmentor(BaseSegmentor):
     def _query_masks(data_samples: SampleList) -> Tensor:
         """[B, H, W] query labels (``gt_sem_seg``)."""
         return torch.stack([s.gt_sem_seg.data[0] for s in data_samples])
+
+    def _pseudo_queries(self, data_samples: SampleList) -> Optional[Tuple[Optional[Tensor], Optional[Tensor]]]:
+        """The samples' pseudo-queries [B, V, 3, H, W] and masks [B, V, H, W] for per-episode adaptation
+        (``None, None`` when it takes no step), or ``None`` without per-episode adaptation.
+
+        Raises:
+            ValueError: the samples carry pseudo-queries but the model does not adapt, or
+                the other way round (the resolver sets both from ``adaptation_labels``).
+        """
+        carried = [hasattr(s, 'adapt_imgs') for s in data_samples]
+        if self.episode_adapter is None:
+            if any(carried):
+                raise ValueError('the episodes carry pseudo-queries (adapt_imgs) but model.test_cfg has no '
+                                 "episode_adaptation: set adaptation_labels='episode' for both")
+            return None
+        if self.episode_adapter.num_queries == 0:  # no step: the checkpoint's weights, by the same route
+            return None, None
+        if not all(carried):
+            raise ValueError("model.test_cfg.episode_adaptation needs every episode's pseudo-queries (adapt_imgs, "
+                             "adapt_masks): the test dataset's adapt_queries, set by adaptation_labels='episode'")
+        return (torch.stack([s.adapt_imgs for s in data_samples]),
+                torch.stack([s.adapt_masks for s in data_samples]))
 
     def aug_test(self, inputs: Tensor, data_samples: SampleList) -> List:
         raise NotImplementedError('test-time augmentation is not part of the few-shot protocols')

@@ -8,7 +8,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList
 from torch import Tensor
 
-from ..adaptation import EpisodeAdapter, Params, adapted_features
+from ..adaptation import Params, adapted_features
 from .base_fewshot import FewShotSegmentor
 
 
@@ -57,17 +57,6 @@ class IFASegmentor(FewShotSegmentor):
         self.train_cfg = train_cfg
         self.test_cfg = dict(test_cfg or {})
         self.set_episode_adaptation(self.test_cfg.get('episode_adaptation'))
-
-    def set_episode_adaptation(self, settings: Optional[dict]) -> None:
-        """Adapt a copy of the weights per test episode with these settings (``test_cfg.episode_adaptation``),
-        or not with ``None``; a model built before its config was resolved receives them here."""
-        if settings:
-            self.test_cfg['episode_adaptation'] = settings
-        else:
-            self.test_cfg.pop('episode_adaptation', None)
-        self.episode_adapter = EpisodeAdapter.from_settings(settings) if settings else None
-        if self.episode_adapter is not None:
-            self.episode_adapter.parameter_names(self)  # refuse unknown names now, not at the first episode
 
     def extract_feat(self, inputs: Tensor) -> Tensor:
         """[N, 3, H, W] images -> [N, C, h, w] features for the head."""
@@ -128,28 +117,6 @@ class IFASegmentor(FewShotSegmentor):
         logits = self.decode_head(feat_q, feat_s, masks.transpose(0, 1).flatten(0, 1).to(feat_q.dtype),
                                   size=inputs.shape[-2:], training=False)
         return self._prediction(logits)
-
-    def _pseudo_queries(self, data_samples: SampleList) -> Optional[Tuple[Optional[Tensor], Optional[Tensor]]]:
-        """The samples' pseudo-queries [B, V, 3, H, W] and masks [B, V, H, W] for per-episode adaptation
-        (``None, None`` when it takes no step), or ``None`` without per-episode adaptation.
-
-        Raises:
-            ValueError: the samples carry pseudo-queries but the model does not adapt, or
-                the other way round (the resolver sets both from ``adaptation_labels``).
-        """
-        carried = [hasattr(s, 'adapt_imgs') for s in data_samples]
-        if self.episode_adapter is None:
-            if any(carried):
-                raise ValueError('the episodes carry pseudo-queries (adapt_imgs) but model.test_cfg has no '
-                                 "episode_adaptation: set adaptation_labels='episode' for both")
-            return None
-        if self.episode_adapter.num_queries == 0:  # no step: the checkpoint's weights, by the same route
-            return None, None
-        if not all(carried):
-            raise ValueError("model.test_cfg.episode_adaptation needs every episode's pseudo-queries (adapt_imgs, "
-                             "adapt_masks): the test dataset's adapt_queries, set by adaptation_labels='episode'")
-        return (torch.stack([s.adapt_imgs for s in data_samples]),
-                torch.stack([s.adapt_masks for s in data_samples]))
 
     def _features(self, images: Tensor, params: Optional[Params]) -> Tensor:
         """[N, 3, H, W] -> [N, C, h, w] under the model's weights or one episode's (name -> [1, *shape])."""
