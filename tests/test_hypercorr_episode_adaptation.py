@@ -146,24 +146,24 @@ metrics = ('standard', )
 test_dataloader = dict(batch_size=2, dataset=dict(data_root='{data}', pipeline=[
     dict(type='LoadRGBImageFromFile'), dict(type='LoadBinaryMask', mode='threshold'),
     dict(type='FewShotResize', scale=({size}, {size}))]))
+test_evaluator = [dict(type='FewShotIoUMetric'), dict(type='EpisodeLogitsDump', out_file='{out}')]
 """
 
 
 def test_tools_test_adapts_hsnet_per_episode(root, tmp_path):
-    """tools/test.py with adaptation_labels=episode: another mIoU than plain; with 0 steps the plain one."""
+    """tools/test.py with adaptation_labels=episode: other logits than the plain run; with 0 steps its logits."""
     data = str(tmp_path / 'data')
     make_synthetic_benchmark(data, seed=3, size=SIZE, images_per_class=4, num_tiles=18)
     ckpt = str(tmp_path / 'random.pth')
     save_checkpoint(dict(state_dict=small_model(root, 'hsnet').state_dict(), meta=dict()), ckpt)
-    config = tmp_path / 'hsnet_tiny.py'
-    config.write_text(CHILD.format(root=root, ckpt=ckpt, data=data, size=SIZE, channels=CHANNELS))
     options = dict(plain=(), episode=('adaptation_labels=episode', 'episode_adaptation.optimizer.lr=0.05'),
                    no_step=('adaptation_labels=episode', 'episode_adaptation.steps=0'))
     dumps = {}
     for name, extra in options.items():
         out = str(tmp_path / f'{name}.pkl')
-        evaluator = f"test_evaluator=[dict(type='FewShotIoUMetric'),dict(type='EpisodeLogitsDump',out_file='{out}')]"
-        args = [str(config), ckpt, '--work-dir', str(tmp_path / name), '--cfg-options', evaluator, *extra]
+        config = tmp_path / f'{name}.py'
+        config.write_text(CHILD.format(root=root, ckpt=ckpt, data=data, size=SIZE, channels=CHANNELS, out=out))
+        args = [str(config), ckpt, '--work-dir', str(tmp_path / name)] + (['--cfg-options', *extra] if extra else [])
         proc = run(root, 'tools/test.py', *args, env=dict(OMP_NUM_THREADS='1'))
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert 'mIoU' in logged_metrics(str(tmp_path / name))
