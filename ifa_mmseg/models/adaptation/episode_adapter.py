@@ -23,6 +23,11 @@ Two engines compute the same function:
   convolutions run in PyTorch's own kernels (:func:`batch_invariant_convolutions`). On CPU
   it is slower than the loop or as fast (``docs/benchmarks.md``); on GPUs no test has yet
   shown an episode alone equal to the same episode in a batch.
+
+Other segmentors share the settings, the step schedule, the optimizer and the loop engine's
+episode-by-episode schedule (:meth:`EpisodeAdapter.map_episodes`, :meth:`~EpisodeAdapter.episode_params`,
+:meth:`~EpisodeAdapter.optimize`) and supply their own frozen pass and step loss
+(:meth:`~ifa_mmseg.models.HypercorrSegmentor.adapted_episode_logits`: HSNet, PATNet).
 """
 import copy
 import threading
