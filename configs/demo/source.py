@@ -1,18 +1,9 @@
 # CPU demo, stage 1: source training on the synthetic shape domain (written by tools/demo.py).
-_base_ = ['../_base_/default_runtime.py', '../_base_/models/ifa_r18_demo.py', '../_base_/schedules/source_20e.py']
+_base_ = ['../_base_/default_runtime.py', '../_base_/models/ifa_r18_demo.py', '../_base_/datasets/demo_source.py',
+          '../_base_/schedules/source_20e.py']
 data_root = 'work_dirs/demo/data'
 # the source-training loss (as ifa_r50_source.py)
 model = dict(decode_head=dict(loss_weights=dict(_delete_=True, q_refine=1.0, q1=1.0, q_self=1.0, s_self=0.2, s1=0.4)))
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='fewshot_collate'),
-    dataset=dict(type='FSS1000Dataset', split='trn', ann_file='synthetic_splits/source.txt', seed=0, pipeline=[
-        dict(type='LoadRGBImageFromFile'),
-        dict(type='LoadBinaryMask', mode='threshold'),
-        dict(type='FewShotResize', scale=(96, 96)),
-    ]))
 optim_wrapper = dict(optimizer=dict(lr=0.05))
 param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=True, T_max=6, eta_min=1e-3)]
 train_cfg = dict(max_epochs=6)

@@ -1,0 +1,2 @@
+_base_ = './hsnet_chestxray_1shot.py'
+shot = 5

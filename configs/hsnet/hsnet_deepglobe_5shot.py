@@ -1,0 +1,2 @@
+_base_ = './hsnet_deepglobe_1shot.py'
+shot = 5

@@ -1,0 +1,2 @@
+_base_ = './hsnet_fss1000_1shot.py'
+shot = 5

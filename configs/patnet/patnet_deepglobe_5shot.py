@@ -1,0 +1,2 @@
+_base_ = './patnet_deepglobe_1shot.py'
+shot = 5

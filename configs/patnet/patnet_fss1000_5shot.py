@@ -1,0 +1,2 @@
+_base_ = './patnet_fss1000_1shot.py'
+shot = 5

@@ -1,0 +1,10 @@
+# PATNet on ISIC 2018 in PATNet's setting: the PASCAL source model tested on the target (adaptation_labels='none'),
+#   python tools/test.py THIS_CONFIG work_dirs/patnet_pascal_source_1shot/best.pth
+# With --cfg-options adaptation_labels=pool (or test_pool), tools/train.py first trains on the target (our schedule).
+_base_ = [
+    '../_base_/default_runtime.py', '../_base_/models/patnet_r50.py', '../_base_/datasets/isic.py',
+    '../_base_/schedules/hypercorr_adapt.py'
+]
+adaptation_labels = 'none'
+source_config = 'configs/patnet/patnet_pascal_source_1shot.py'  # load_from: its best.pth, tested at every shot
+model = dict(backbone=dict(init_cfg=None))  # every weight comes from load_from

@@ -1,0 +1,2 @@
+_base_ = './patnet_isic_1shot.py'
+shot = 5
