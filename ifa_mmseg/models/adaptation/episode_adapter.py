@@ -37,6 +37,7 @@ from torch.func import functional_call, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
+from ..utils.memory import keep_memory_format
 from .feature_split import FeatureSplit, backbone_blocks, owns
 
 Params = Dict[str, Tensor]  # parameter name -> per-episode weights [B, *shape]
@@ -405,7 +406,8 @@ class EpisodeAdapter:
         head = model.decode_head
 
         def suffix(x: Tensor, weights: Params) -> Tensor:
-            return vmap(lambda w, y: functional_call(split, _under_split(w), (y, )))(weights, x)
+            with keep_memory_format():  # vmap cannot convert its batched tensors to channels-last
+                return vmap(lambda w, y: functional_call(split, _under_split(w), (y, )))(weights, x)
 
         if self.steps:
             for value in params.values():

@@ -7,7 +7,7 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from ..backbones.ifa_resnet import cpu_chunk_size
+from ..utils.memory import cpu_chunk_size
 from .prototypes import (SELF_SUPPORT_IMPLS, Tokens, masked_average_pooling, to_tokens, token_cosine_logits,
                          token_prototype, token_self_support, tokens_to_map)
 
