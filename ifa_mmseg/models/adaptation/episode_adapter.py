@@ -426,7 +426,7 @@ class EpisodeAdapter:
                     feat_s = feats[:, p:].transpose(0, 1)[:, :, None].expand(k, b, p, *feats.shape[2:]).flatten(0, 2)
                     logits = head(feat_q, feat_s, mask_rows.to(feat_s.dtype), query_mask=step_masks, size=size,
                                   training=True)
-                    losses = head.episode_losses(logits, step_masks, mask_rows, group, b)
+                    losses = head.loss(logits, step_masks, mask_rows, group, b)
                     torch.stack([loss.sum() for loss in losses.values()]).sum().backward()
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
