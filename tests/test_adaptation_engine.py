@@ -14,6 +14,9 @@ from mmseg.registry import MODELS
 
 from ifa_mmseg.models.adaptation import (ENGINES, EPISODE_RECIPES, NORM_LAYERS, EpisodeAdapter, FeatureSplit,
                                          episode_adaptation_settings, feature_split)
+from ifa_mmseg.models.backbones import ifa_resnet
+from ifa_mmseg.models.utils import memory
+from ifa_mmseg.models.utils.memory import keep_memory_format
 
 from tests.helpers.models import build_r50
 
@@ -110,6 +113,33 @@ def test_engines_compute_the_same_function(root, build, size):
                 for engine in ('loop', 'vmap')]
     loop, vmap = (predict(model, adapter, data) for adapter in adapters)
     torch.testing.assert_close(vmap, loop, rtol=TOL, atol=TOL)
+
+
+def test_ifa_resnet_keeps_the_memory_format_only_under_the_vmap_engine(root, monkeypatch):
+    """IFAResNet converts its input to channels-last, which vmap cannot do: the 'vmap' engine runs the whole
+    (uncut) backbone within keep_memory_format, the loop engine without; both give the same logits."""
+    model = build_r50(root).eval()
+    with torch.no_grad():
+        assert model.backbone(torch.randn(2, 3, 64, 64))[0].is_contiguous(memory_format=torch.channels_last)
+        with keep_memory_format():
+            assert model.backbone(torch.randn(2, 3, 64, 64))[0].is_contiguous()
+    converted = []
+
+    def spy(x: torch.Tensor) -> torch.Tensor:
+        out = memory.channels_last(x)
+        converted.append(out is not x)
+        return out
+
+    monkeypatch.setattr(ifa_resnet, 'channels_last', spy)
+    monkeypatch.setattr(feature_split, 'backbone_blocks', lambda backbone: None)  # nothing is cut
+    data = episodes(64, b=2, v=2)
+    logits = {}
+    for engine, converts in (('loop', True), ('vmap', False)):
+        converted.clear()
+        adapter = EpisodeAdapter(steps=1, queries_per_step=2, optimizer=SGD, params='trainable', engine=engine)
+        logits[engine] = predict(model, adapter, data)
+        assert converted and set(converted) == {converts}, engine
+    torch.testing.assert_close(logits['vmap'], logits['loop'], rtol=TOL, atol=TOL)
 
 
 @pytest.mark.parametrize('recipe', sorted(EPISODE_RECIPES))

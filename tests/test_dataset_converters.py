@@ -244,7 +244,7 @@ ISIC_SPLIT = {1: ['ISIC_0000000', 'ISIC_0000001', 'ISIC_0000004'], 2: ['ISIC_000
 @pytest.fixture
 def isic_src(tmp_path):
     src = tmp_path / 'download'
-    inp, gt = src / isic.INPUT_DIR, src / isic.GT_DIR
+    inp, gt = src / isic.IMAGE_DIR, src / isic.MASK_DIR
     inp.mkdir(parents=True)
     gt.mkdir()
     for k, image_id in enumerate(ISIC_ROWS):
@@ -257,7 +257,7 @@ def isic_src(tmp_path):
 
 
 def _isic_listing(isic_dir: Path):
-    return {c: sorted(p.stem for p in (isic_dir / isic.INPUT_DIR / str(c)).iterdir()) for c in (1, 2, 3)}
+    return {c: sorted(p.stem for p in (isic_dir / isic.IMAGE_DIR / str(c)).iterdir()) for c in (1, 2, 3)}
 
 
 def test_isic_in_place(isic_src):
@@ -265,10 +265,10 @@ def test_isic_in_place(isic_src):
     summary = prepare_isic(src, class_csv=csv)
     assert summary.class_counts == {c: len(v) for c, v in ISIC_SPLIT.items()}
     assert _isic_listing(src) == ISIC_SPLIT
-    assert sorted(p.name for p in (src / isic.GT_DIR).iterdir()) == sorted(
+    assert sorted(p.name for p in (src / isic.MASK_DIR).iterdir()) == sorted(
         f'{i}_segmentation.png' for i in ISIC_ROWS)  # masks untouched, no class folders there
-    assert (src / isic.INPUT_DIR / '1' / 'ISIC_0000000.jpg').read_bytes() == \
-        (src / isic.INPUT_DIR / 'ISIC_0000000.jpg').read_bytes()
+    assert (src / isic.IMAGE_DIR / '1' / 'ISIC_0000000.jpg').read_bytes() == \
+        (src / isic.IMAGE_DIR / 'ISIC_0000000.jpg').read_bytes()
     assert prepare_isic(src, class_csv=csv).class_counts == summary.class_counts  # re-run is fine
 
 
@@ -277,32 +277,32 @@ def test_isic_to_data_root_with_links(isic_src, tmp_path):
     summary = prepare_isic(src, tmp_path / 'data', class_csv=csv, link=True)
     out = tmp_path / 'data' / 'ISIC'
     assert _isic_listing(out) == ISIC_SPLIT and summary.masks_placed == 6
-    image = out / isic.INPUT_DIR / '3' / 'ISIC_0000005.jpg'
-    assert image.is_symlink() and image.resolve() == (src / isic.INPUT_DIR / 'ISIC_0000005.jpg').resolve()
-    assert (out / isic.GT_DIR / 'ISIC_0000005_segmentation.png').is_file()
+    image = out / isic.IMAGE_DIR / '3' / 'ISIC_0000005.jpg'
+    assert image.is_symlink() and image.resolve() == (src / isic.IMAGE_DIR / 'ISIC_0000005.jpg').resolve()
+    assert (out / isic.MASK_DIR / 'ISIC_0000005_segmentation.png').is_file()
 
 
 def test_isic_errors(isic_src, tmp_path):
     src, csv = isic_src
-    (src / isic.INPUT_DIR / 'ISIC_0000003.jpg').unlink()
-    (src / isic.GT_DIR / 'ISIC_0000004_segmentation.png').unlink()
+    (src / isic.IMAGE_DIR / 'ISIC_0000003.jpg').unlink()
+    (src / isic.MASK_DIR / 'ISIC_0000004_segmentation.png').unlink()
     with pytest.raises(ConversionError) as e:
         prepare_isic(src, class_csv=csv)
     assert 'ISIC_0000003.jpg' in str(e.value) and 'ISIC_0000004_segmentation.png' in str(e.value)
-    assert not (src / isic.INPUT_DIR / '1').exists()  # nothing written
+    assert not (src / isic.IMAGE_DIR / '1').exists()  # nothing written
 
     bad = tmp_path / 'bad.csv'
     bad.write_text('ID,Class\nISIC_0000000,basal_cell\n')
     with pytest.raises(ConversionError, match='bad.csv:2'):
         prepare_isic(src, class_csv=bad)
-    with pytest.raises(ConversionError, match=isic.INPUT_DIR):
+    with pytest.raises(ConversionError, match=isic.IMAGE_DIR):
         prepare_isic(tmp_path / 'nowhere', class_csv=csv)
 
 
 def test_isic_stray_images(isic_src):
     src, csv = isic_src
     prepare_isic(src, class_csv=csv)
-    stray = src / isic.INPUT_DIR / '1' / 'ISIC_0000002.jpg'
+    stray = src / isic.IMAGE_DIR / '1' / 'ISIC_0000002.jpg'
     stray.write_bytes(b'x')
     with pytest.raises(ConversionError, match='ISIC_0000002.jpg'):
         prepare_isic(src, class_csv=csv)

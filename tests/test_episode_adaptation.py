@@ -166,7 +166,7 @@ def test_episode_losses_equal_the_loss_of_each_episode_alone(setup):
     feat_q, feat_s = torch.randn(b, 16, 6, 6), torch.randn(shot * b, 16, 6, 6)
     query_mask, support_masks = torch.randint(0, 2, (b, 24, 24)), torch.randint(0, 2, (shot * b, 24, 24))
     logits = head(feat_q, feat_s, support_masks.float(), query_mask=query_mask, training=True)
-    losses = head.episode_losses(logits, query_mask, support_masks, torch.arange(b), b)
+    losses = head.loss(logits, query_mask, support_masks, torch.arange(b), b)
     for e in range(b):
         rows = torch.arange(shot) * b + e
         alone = head(feat_q[e:e + 1], feat_s[rows], support_masks[rows].float(), query_mask=query_mask[e:e + 1],

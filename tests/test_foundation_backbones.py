@@ -5,6 +5,7 @@ The weights are generated: a random state dict in the key format of the original
 full size (zeros) for the key mapping of the real ViT-S/14 and ViT-B/14.
 """
 import os
+import shutil
 import subprocess
 import sys
 from collections import OrderedDict
@@ -18,6 +19,7 @@ from mmengine.runner import load_checkpoint
 from mmseg.registry import MODELS
 
 from ifa_mmseg.compat import safe_torch_load
+from ifa_mmseg.engine.protocol import resolve_config
 from ifa_mmseg.models import EpisodeAdapter
 
 from .helpers.episodes import packed_episodes
@@ -250,6 +252,23 @@ def test_real_size_configs_build_with_a_stride_14_feature(root, arch, channels):
     with torch.no_grad():
         feat = model.extract_feat(torch.zeros(1, 3, SIZE, SIZE))
     assert feat.shape == (1, channels, SIZE // 14, SIZE // 14)
+
+
+def test_input_size_is_stated_once(root, tmp_path):
+    """The model base's input_size gives img_size and every run's FewShotResize scale (set it to 448 in a copy of
+    the configs: all follow); the resolved config, dumped as a run keeps it, loads back the same."""
+    configs = tmp_path / 'configs'
+    shutil.copytree(os.path.join(root, 'configs'), configs)
+    base = configs / '_base_' / 'models' / 'ifa_dinov2_vits14.py'
+    base.write_text(base.read_text().replace('\ninput_size = 392\n', '\ninput_size = 448\n'))
+    for arch in ('vits14', 'vitb14'):
+        for run, loader in (('deepglobe_1shot', 'test_dataloader'), ('pascal_source_1shot', 'train_dataloader'),
+                            ('pascal_source_5shot', 'train_dataloader')):
+            cfg = Config.fromfile(str(configs / 'ifa' / f'{run}_dinov2_{arch}.py'))
+            assert cfg.model.backbone.img_size == 448 and cfg[loader].dataset.pipeline[-1].scale == (448, 448), run
+    cfg = resolve_config(f'{root}/configs/ifa/deepglobe_1shot_dinov2_vits14.py')
+    cfg.dump(str(tmp_path / 'dumped.py'))
+    assert Config.fromfile(str(tmp_path / 'dumped.py')).to_dict() == cfg.to_dict()
 
 
 TINY_TARGET = """_base_ = '{root}/configs/ifa/deepglobe_1shot_dinov2_vits14.py'

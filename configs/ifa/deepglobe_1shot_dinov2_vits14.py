@@ -1,6 +1,7 @@
 # IFA adaptation on Deepglobe from the DINOv2 ViT-S/14 PASCAL source model of the same shot, then evaluation,
-# at 392 px (28 x 28 tokens of 14 px; the R-50 configs use 400). Another target: a child of this config
-# that sets test_dataloader = dict(dataset=dict(type='ISICDataset')) (docs/en/user_guides/models.md, "DINOv2").
+# at the model's input_size (ifa_dinov2_vits14.py: 28 x 28 tokens of 14 px; the R-50 configs use 400). Another
+# target: a child of this config that sets test_dataloader = dict(dataset=dict(type='ISICDataset'))
+# (docs/en/user_guides/models.md, "DINOv2").
 _base_ = [
     '../_base_/default_runtime.py', '../_base_/models/ifa_dinov2_vits14.py', '../_base_/datasets/deepglobe.py',
     '../_base_/schedules/adapt_20e.py'
@@ -11,5 +12,5 @@ model = dict(backbone=dict(init_cfg=None))  # every weight comes from load_from
 test_dataloader = dict(dataset=dict(pipeline=[
     dict(type='LoadRGBImageFromFile'),
     dict(type='LoadBinaryMask', mode='threshold'),
-    dict(type='FewShotResize', scale=(392, 392)),
+    dict(type='FewShotResize', scale=({{_base_.input_size}}, {{_base_.input_size}})),
 ]))

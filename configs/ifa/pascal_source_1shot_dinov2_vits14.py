@@ -1,5 +1,5 @@
 # Source training on PASCAL VOC (all 20 classes) with the DINOv2 ViT-S/14 backbone: the official schedule,
-# blocks 1-10 frozen (ifa_dinov2_vits14.py), episodes at 392 px (a multiple of the patch size 14).
+# blocks 1-10 frozen, episodes at the model's input_size (ifa_dinov2_vits14.py: a multiple of the patch size 14).
 _base_ = [
     '../_base_/default_runtime.py', '../_base_/models/ifa_dinov2_vits14.py', '../_base_/datasets/pascal.py',
     '../_base_/schedules/source_20e.py'
@@ -10,5 +10,5 @@ model = dict(decode_head=dict(loss_weights=dict(_delete_=True, q_refine=1.0, q1=
 train_dataloader = dict(dataset=dict(pipeline=[
     dict(type='LoadRGBImageFromFile'),
     dict(type='LoadBinaryMask', mode='label'),
-    dict(type='FewShotResize', scale=(392, 392)),
+    dict(type='FewShotResize', scale=({{_base_.input_size}}, {{_base_.input_size}})),
 ]))

@@ -8,6 +8,10 @@ from .base_fewshot import BaseFewShotDataset, ImageRecord
 from .layout import LayoutError, first_missing_message, list_files, missing_files, require_dir
 
 CHECKER = 'python tools/dataset_converters/chestxray.py DATA_ROOT --fix'
+# the layout under data_root, checked and repaired by the CHECKER
+BASE_DIR = 'LungSegmentation'
+IMAGE_DIR = 'CXR_png'
+MASK_DIR = 'masks'
 MASK_SUFFIX = '_mask.png'
 
 
@@ -34,10 +38,10 @@ class ChestXrayDataset(BaseFewShotDataset):
     METAINFO = dict(classes=('lung', ), official_num_classes=1)
 
     def load_layout(self) -> Tuple[List[List[ImageRecord]], None]:
-        base = os.path.join(self.data_root, 'LungSegmentation')
+        base = os.path.join(self.data_root, BASE_DIR)
         hint = f'check and fix the Chest X-ray layout with: {CHECKER}'
-        images = require_dir(os.path.join(base, 'CXR_png'), hint)
-        masks = require_dir(os.path.join(base, 'masks'), hint)
+        images = require_dir(os.path.join(base, IMAGE_DIR), hint)
+        masks = require_dir(os.path.join(base, MASK_DIR), hint)
         names = list_files(masks, 'png')
         unsuffixed = [n for n in names if not n.endswith(MASK_SUFFIX)]
         if unsuffixed:

@@ -8,6 +8,7 @@ from mmseg.registry import DATASETS
 from .base_fewshot import BaseFewShotDataset, ImageRecord
 from .layout import LayoutError, SPLITS_DIR, first_missing_message, image_mask_pool, read_lines
 
+BASE_DIR = 'FSS-1000'  # under data_root, one folder per class (HSNet's layout)
 SPLIT_OFFSETS = dict(trn=0, val=520, test=760)
 
 
@@ -48,13 +49,13 @@ class FSS1000Dataset(BaseFewShotDataset):
         class_list = Path(self.ann_file) if self.ann_file else SPLITS_DIR / 'fss' / f'{self.split}.txt'
         classes = sorted(read_lines(class_list))
         self._metainfo.update(classes=tuple(classes), official_class_offset=SPLIT_OFFSETS[self.split])
-        base = os.path.join(self.data_root, 'FSS-1000')
+        base = os.path.join(self.data_root, BASE_DIR)
         folders = [os.path.join(base, c) for c in classes]
         absent = [f for f in folders if not os.path.isdir(f)]
         if absent:
             raise LayoutError(first_missing_message(
                 absent, f'FSS-1000 class folder(s) of {class_list}',
-                'FSS-1000 is read in HSNet\'s layout: data_root/FSS-1000/<class>/<n>.jpg with <n>.png masks'))
+                f'FSS-1000 is read in HSNet\'s layout: data_root/{BASE_DIR}/<class>/<n>.jpg with <n>.png masks'))
         pools = [image_mask_pool(folder, folder, lambda name: name.split('.')[0] + '.png', 'FSS-1000 mask(s)')
                  for folder in folders]
         empty = [f for f, pool in zip(folders, pools) if not pool]  # a class without queries would silently vanish

@@ -8,6 +8,11 @@ from .base_fewshot import BaseFewShotDataset, ImageRecord
 from .layout import image_mask_pool, require_dir
 
 CONVERTER = 'python tools/dataset_converters/isic.py ISIC_DOWNLOAD_DIR DATA_ROOT'
+# the layout under data_root, made by the CONVERTER: class folders 1/2/3 in IMAGE_DIR, every mask in MASK_DIR
+BASE_DIR = 'ISIC'
+IMAGE_DIR = 'ISIC2018_Task1-2_Training_Input'
+MASK_DIR = 'ISIC2018_Task1_Training_GroundTruth'
+MASK_SUFFIX = '_segmentation.png'  # ISIC_<id>.jpg -> ISIC_<id>_segmentation.png
 
 
 @DATASETS.register_module()
@@ -30,14 +35,13 @@ class ISICDataset(BaseFewShotDataset):
     FOLDERS = ('1', '2', '3')
 
     def load_layout(self) -> Tuple[List[List[ImageRecord]], None]:
-        base = os.path.join(self.data_root, 'ISIC')
+        base = os.path.join(self.data_root, BASE_DIR)
         hint = f'make the ISIC class folders with: {CONVERTER}'
-        truth = require_dir(os.path.join(base, 'ISIC2018_Task1_Training_GroundTruth'), hint)
+        truth = require_dir(os.path.join(base, MASK_DIR), hint)
         pools = []
         self.class_dirs = []
         for folder in self.FOLDERS:
-            images = require_dir(os.path.join(base, 'ISIC2018_Task1-2_Training_Input', folder), hint)
-            pools.append(image_mask_pool(images, truth, lambda name: name.split('.')[0] + '_segmentation.png',
-                                         'ISIC mask(s)'))
+            images = require_dir(os.path.join(base, IMAGE_DIR, folder), hint)
+            pools.append(image_mask_pool(images, truth, lambda name: name.split('.')[0] + MASK_SUFFIX, 'ISIC mask(s)'))
             self.class_dirs.append(images)
         return pools, None

@@ -23,6 +23,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from . import chestxray, deepglobe, fss1000, isic
+
 SHAPES = ('disk', 'ring', 'square', 'frame', 'triangle', 'diamond', 'cross', 'crescent', 'half_disk',
           'ellipse', 'l_shape', 'hexagon')
 SOURCE_CLASS_LIST = 'synthetic_splits/source.txt'
@@ -162,15 +164,16 @@ def write_deepglobe(root: str, rng: np.random.Generator, size: int, num_tiles: i
     class it shows, beside a 3-channel 0/255 PNG mask of that class, as the official
     preprocessing writes them.
     """
-    base = os.path.join(root, 'Deepglobe', '04_train_cat')
+    base = os.path.join(root, deepglobe.BASE_DIR)
     for t in range(num_tiles):
         third = rng.choice([c for c in range(6) if c not in (t % 6, (t + 1) % 6)])
         img, labels = _tile(size, [t % 6, (t + 1) % 6, int(third)], rng)
+        image_name, mask_name = deepglobe.tile_names(str(100 + t), '00')
         for c in np.unique(labels).tolist():
-            folder = os.path.join(base, str(c + 1), 'test')
-            _save(img, os.path.join(folder, 'origin', f'{100 + t}_sat_00.jpg'), **JPEG)
+            folder = os.path.join(base, str(c + 1))
+            _save(img, os.path.join(folder, deepglobe.IMAGE_DIR, image_name), **JPEG)
             _save(np.repeat(_mask_png(labels == c)[..., None], 3, -1),
-                  os.path.join(folder, 'groundtruth', f'{100 + t}_mask_00.png'))
+                  os.path.join(folder, deepglobe.MASK_DIR, mask_name))
 
 
 def make_synthetic_benchmark(root: str, seed: int = 0, size: int = 64, images_per_class: int = 10,
@@ -192,8 +195,8 @@ def make_synthetic_benchmark(root: str, seed: int = 0, size: int = 64, images_pe
     for c, kind in enumerate(SHAPES):
         for n in range(1, images_per_class + 1):
             img, mask = _source_image(kind, c, size, rngs['source'])
-            _save(img, os.path.join(root, 'FSS-1000', kind, f'{n}.jpg'), **JPEG)
-            _save(_mask_png(mask), os.path.join(root, 'FSS-1000', kind, f'{n}.png'))
+            _save(img, os.path.join(root, fss1000.BASE_DIR, kind, f'{n}.jpg'), **JPEG)
+            _save(_mask_png(mask), os.path.join(root, fss1000.BASE_DIR, kind, f'{n}.png'))
     os.makedirs(os.path.join(root, os.path.dirname(SOURCE_CLASS_LIST)), exist_ok=True)
     with open(os.path.join(root, SOURCE_CLASS_LIST), 'w') as f:
         f.write(''.join(f'{k}\n' for k in SHAPES))
@@ -205,17 +208,16 @@ def make_synthetic_benchmark(root: str, seed: int = 0, size: int = 64, images_pe
         for n in range(lesions_per_class):
             stem = f'ISIC_{c * 1000 + n:07d}'
             img, mask = _lesion(c, size, rng)
-            _save(img, os.path.join(root, 'ISIC', 'ISIC2018_Task1-2_Training_Input', str(c + 1), stem + '.jpg'),
-                  **JPEG)
-            _save(_mask_png(mask), os.path.join(root, 'ISIC', 'ISIC2018_Task1_Training_GroundTruth',
-                                                stem + '_segmentation.png'))
+            _save(img, os.path.join(root, isic.BASE_DIR, isic.IMAGE_DIR, str(c + 1), stem + '.jpg'), **JPEG)
+            _save(_mask_png(mask), os.path.join(root, isic.BASE_DIR, isic.MASK_DIR, stem + isic.MASK_SUFFIX))
 
     rng = rngs['chestxray']
     for n in range(num_xrays):
         stem = f'CHNCXR_{n + 1:04d}_{n % 2}'
         img, mask = _xray(size, rng)
-        _save(img, os.path.join(root, 'LungSegmentation', 'CXR_png', stem + '.png'))
-        _save(_mask_png(mask), os.path.join(root, 'LungSegmentation', 'masks', stem + '_mask.png'))
+        base = os.path.join(root, chestxray.BASE_DIR)
+        _save(img, os.path.join(base, chestxray.IMAGE_DIR, stem + '.png'))
+        _save(_mask_png(mask), os.path.join(base, chestxray.MASK_DIR, stem + chestxray.MASK_SUFFIX))
 
     return dict(source=dict(type='FSS1000Dataset', data_root=root, split='trn', ann_file=SOURCE_CLASS_LIST),
                 deepglobe=dict(type='DeepglobeDataset', data_root=root),

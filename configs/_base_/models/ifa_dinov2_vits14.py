@@ -7,12 +7,14 @@
 #       checkpoints/dinov2_vits14_mmpretrain.pth
 # Feature: the patch tokens of the last block after DINOv2's final LayerNorm (out_indices=-1), the
 # features DINOv2 was trained to make comparable by cosine similarity, which is what the head computes.
-# Size: episodes at 392 px (28 x 14, the multiple of 14 nearest below the official 400), 28 x 28 tokens;
-# img_size sizes pos_embed for that grid (the 37 x 37 release grid is resized once, at load).
+# Size: episodes at input_size px (28 x 14, the multiple of 14 nearest below the official 400), 28 x 28 tokens;
+# img_size sizes pos_embed for that grid (the 37 x 37 release grid is resized once, at load). The configs using
+# this base resize their episodes to it (FewShotResize scale from _base_.input_size).
 # Trainable: frozen_stages=10 freezes patch/position embeddings, the class token and blocks 1-10;
 # blocks 11-12 and the final norm train. frozen_stages=12 freezes the whole backbone (the head is
 # parameter-free, so such a model is evaluated directly, without training).
 _base_ = './ifa_r50.py'
+input_size = 392
 # Configs using this base add 'mmpretrain.models' to custom_imports themselves (default_runtime.py sets
 # custom_imports, and two bases may not set the same key).
 model = dict(
@@ -20,7 +22,7 @@ model = dict(
         _delete_=True,
         type='mmpretrain.VisionTransformer',
         arch='dinov2-small',
-        img_size=392,
+        img_size=input_size,
         patch_size=14,
         layer_scale_init_value=1e-5,
         out_type='featmap',

@@ -31,13 +31,10 @@ from typing import List, Optional, Sequence, Tuple
 from PIL import Image
 
 from ...utils.errors import ConversionError
-from ..chestxray import MASK_SUFFIX
+from ..chestxray import BASE_DIR, IMAGE_DIR, MASK_DIR, MASK_SUFFIX
 from .common import list_names
 
-BASE_DIR = 'LungSegmentation'
 KAGGLE_BASE_DIR = 'Lung Segmentation'
-IMAGE_DIR = 'CXR_png'
-MASK_DIR = 'masks'
 
 
 def is_loader_png(name: str) -> bool:
@@ -192,7 +189,7 @@ def format_report(report: Report) -> str:
                      + list_names(report.size_mismatches))
     if report.unmasked_images:
         lines.append(f'{report.unmasked_images} image(s) have no mask and are not used by the loader')
-    lines.append('OK: every mask is <image stem>_mask.png with its image' if report.ok else
+    lines.append(f'OK: every mask is <image stem>{MASK_SUFFIX} with its image' if report.ok else
                  'NOT OK: fix the problems above')
     return '\n'.join(lines)
 
@@ -200,11 +197,11 @@ def format_report(report: Report) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='tools/dataset_converters/chestxray.py',
-        description='Check the Chest X-ray layout DATA_ROOT/LungSegmentation/{CXR_png,masks} '
-                    '(mask = <image stem>_mask.png); --fix applies the safe renames.')
-    parser.add_argument('data_root', type=Path, help='dataset root holding LungSegmentation/')
+        description=f'Check the Chest X-ray layout DATA_ROOT/{BASE_DIR}/{{{IMAGE_DIR},{MASK_DIR}}} '
+                    f'(mask = <image stem>{MASK_SUFFIX}); --fix applies the safe renames.')
+    parser.add_argument('data_root', type=Path, help=f'dataset root holding {BASE_DIR}/')
     parser.add_argument('--fix', action='store_true',
-                        help='rename "Lung Segmentation" and Montgomery-style masks without _mask')
+                        help=f'rename "{KAGGLE_BASE_DIR}", and Montgomery-style masks to <stem>{MASK_SUFFIX}')
     parser.add_argument('--no-size-check', action='store_true', help='skip comparing mask and image sizes')
     return parser
 

@@ -69,6 +69,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ...utils.errors import ConversionError
+from ..deepglobe import BASE_DIR, IMAGE_DIR, MASK_DIR, tile_names
 from .common import format_table, list_names
 
 #: class folder -> (name, RGB colour); see the module docstring for the BGR story.
@@ -80,7 +81,6 @@ CLASSES: Dict[int, Tuple[str, Tuple[int, int, int]]] = {
     5: ('water', (0, 0, 255)),
     6: ('barren', (255, 255, 255)),
 }
-OUT_SUBDIR = Path('Deepglobe', '04_train_cat')
 SAT_SUFFIX = '_sat.jpg'
 MASK_SUFFIX = '_mask.png'
 JPEG_QUALITY = 95  # OpenCV's default, used by the official crop step
@@ -125,11 +125,6 @@ def classes_present(colours: np.ndarray) -> List[int]:
 def binary_mask(codes: np.ndarray, cls: int) -> np.ndarray:
     """uint8 mask: 255 where the pixel has exactly the colour of class ``cls``, else 0."""
     return np.where(codes == CLASS_CODES[cls], 255, 0).astype(np.uint8)
-
-
-def tile_names(image_id: str, i: int, j: int) -> Tuple[str, str]:
-    """IFA's tile names ``(<id>_sat_<ij>.jpg, <id>_mask_<ij>.png)``."""
-    return f'{image_id}_sat_{i}{j}.jpg', f'{image_id}_mask_{i}{j}.png'
 
 
 @dataclass(frozen=True)
@@ -222,17 +217,17 @@ def convert_pair(pair: Pair, opts: Options) -> PairResult:
         classes = classes_present(colours)
         if not classes:
             continue
-        image_name, mask_name = tile_names(pair.image_id, i, j)
+        image_name, mask_name = tile_names(pair.image_id, f'{i}{j}')
         ok, jpeg = cv2.imencode('.jpg', image[window], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
             raise ConversionError(f'cannot encode tile {image_name} of {pair.image}')
         result.image_tiles += 1
         first_copy: Optional[Path] = None
         for cls in classes:
-            cls_dir = opts.out_dir / str(cls) / 'test'
+            cls_dir = opts.out_dir / str(cls)
             _, png = cv2.imencode('.png', binary_mask(tile_codes, cls))
-            (cls_dir / 'groundtruth' / mask_name).write_bytes(png.tobytes())
-            dst = cls_dir / 'origin' / image_name
+            (cls_dir / MASK_DIR / mask_name).write_bytes(png.tobytes())
+            dst = cls_dir / IMAGE_DIR / image_name
             if opts.link and first_copy is not None:
                 try:
                     os.link(first_copy, dst)
@@ -269,14 +264,14 @@ class Summary:
 
 
 def prepare_output(out_dir: Path, overwrite: bool = False) -> None:
-    """Create ``<c>/test/{origin,groundtruth}`` for every class, refusing to mix with old output."""
+    """Create the image and mask folders of every class, refusing to mix with old output."""
     if out_dir.exists() and any(out_dir.iterdir()):
         if not overwrite:
             raise ConversionError(f'{out_dir} exists and is not empty; pass --overwrite to replace it')
         shutil.rmtree(out_dir)
     for cls in CLASSES:
-        for sub in ('origin', 'groundtruth'):
-            (out_dir / str(cls) / 'test' / sub).mkdir(parents=True, exist_ok=True)
+        for sub in (IMAGE_DIR, MASK_DIR):
+            (out_dir / str(cls) / sub).mkdir(parents=True, exist_ok=True)
 
 
 def prepare_deepglobe(src_dir, data_root, tile: int = 408, grid: int = 6, min_frac: float = 0.048,
@@ -302,7 +297,7 @@ def prepare_deepglobe(src_dir, data_root, tile: int = 408, grid: int = 6, min_fr
     if tile < 1 or not 0 <= min_frac < 1:
         raise ConversionError(f'invalid --tile {tile} or --min-frac {min_frac}')
     pairs = find_pairs(Path(src_dir))
-    opts = Options(Path(data_root) / OUT_SUBDIR, tile, grid, min_frac, link)
+    opts = Options(Path(data_root) / BASE_DIR, tile, grid, min_frac, link)
     prepare_output(opts.out_dir, overwrite)
     summary = Summary(opts.out_dir)
     work = partial(convert_pair, opts=opts)
@@ -340,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='tools/dataset_converters/deepglobe.py',
         description='Cut, filter and split DeepGlobe into the per-class folders of IFA '
-                    '(DATA_ROOT/Deepglobe/04_train_cat/<1..6>/test/{origin,groundtruth}).')
+                    f'(DATA_ROOT/{BASE_DIR}/<1..6>/{{{IMAGE_DIR},{MASK_DIR}}}).')
     parser.add_argument('src_dir', type=Path, help='Kaggle DeepGlobe train/ folder (<id>_sat.jpg, <id>_mask.png)')
     parser.add_argument('data_root', type=Path, help='dataset root (the data_root of the configs)')
     parser.add_argument('--tile', type=int, default=408, help='tile side in pixels (default 408)')
@@ -350,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--nproc', type=int, default=1, help='worker processes (default 1)')
     parser.add_argument('--link', action='store_true',
                         help='hard-link repeated image tiles across class folders instead of writing copies')
-    parser.add_argument('--overwrite', action='store_true', help='replace an existing 04_train_cat folder')
+    parser.add_argument('--overwrite', action='store_true', help=f'replace an existing {BASE_DIR} folder')
     parser.add_argument('--no-progress', action='store_true', help='hide the progress bar')
     return parser
 

@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from ...utils.errors import ConversionError
+from ..isic import BASE_DIR, IMAGE_DIR, MASK_DIR, MASK_SUFFIX
 from .common import format_table, list_names, place_file
 
-INPUT_DIR = 'ISIC2018_Task1-2_Training_Input'
-GT_DIR = 'ISIC2018_Task1_Training_GroundTruth'
 CLASSES: Dict[str, int] = {'nevus': 1, 'seborrheic_keratosis': 2, 'melanoma': 3}
 EXPECTED_COUNTS: Dict[int, int] = {1: 1867, 2: 208, 3: 519}
 _SPLITS = Path(__file__).resolve().parent.parent / 'splits'
@@ -41,7 +40,7 @@ CLASS_CSV_CANDIDATES = (_SPLITS / 'isic' / 'class_id.csv', _SPLITS / 'isic_class
 
 def mask_name(image_id: str) -> str:
     """Name of the ground-truth mask of an ISIC image id."""
-    return f'{image_id}_segmentation.png'
+    return f'{image_id}{MASK_SUFFIX}'
 
 
 def default_class_csv() -> Path:
@@ -75,11 +74,11 @@ def read_class_csv(path: Path) -> Dict[str, int]:
 
 def locate_source(src_root: Path) -> Path:
     """The folder holding the Input and GroundTruth folders (``src_root`` or ``src_root/ISIC``)."""
-    for cand in (src_root, src_root / 'ISIC'):
-        if (cand / INPUT_DIR).is_dir():
+    for cand in (src_root, src_root / BASE_DIR):
+        if (cand / IMAGE_DIR).is_dir():
             return cand
-    raise ConversionError(f'{src_root / INPUT_DIR} not found: SRC_ROOT must hold the extracted '
-                          f'{INPUT_DIR}/ and {GT_DIR}/ folders')
+    raise ConversionError(f'{src_root / IMAGE_DIR} not found: SRC_ROOT must hold the extracted '
+                          f'{IMAGE_DIR}/ and {MASK_DIR}/ folders')
 
 
 @dataclass
@@ -94,7 +93,7 @@ def find_missing(src: Path, classes: Dict[str, int]) -> List[Path]:
     """Images and masks listed in the csv but absent from ``src``."""
     missing = []
     for image_id in classes:
-        for path in (src / INPUT_DIR / f'{image_id}.jpg', src / GT_DIR / mask_name(image_id)):
+        for path in (src / IMAGE_DIR / f'{image_id}.jpg', src / MASK_DIR / mask_name(image_id)):
             if not path.is_file():
                 missing.append(path)
     return missing
@@ -128,9 +127,9 @@ def prepare_isic(src_root, data_root=None, class_csv=None, link: bool = False,
     missing = find_missing(src, classes)
     if missing:
         raise ConversionError(f'{len(missing)} listed image(s)/mask(s) missing:\n{list_names(missing)}')
-    out = Path(data_root) / 'ISIC' if data_root is not None else src
+    out = Path(data_root) / BASE_DIR if data_root is not None else src
     in_place = out.resolve() == src.resolve()
-    out_input = out / INPUT_DIR
+    out_input = out / IMAGE_DIR
     if overwrite:
         for cls in CLASSES.values():
             shutil.rmtree(out_input / str(cls), ignore_errors=True)
@@ -143,12 +142,12 @@ def prepare_isic(src_root, data_root=None, class_csv=None, link: bool = False,
         (out_input / str(cls)).mkdir(parents=True, exist_ok=True)
         summary.class_counts[cls] = 0
     for image_id, cls in sorted(classes.items()):
-        place_file(src / INPUT_DIR / f'{image_id}.jpg', out_input / str(cls) / f'{image_id}.jpg', link)
+        place_file(src / IMAGE_DIR / f'{image_id}.jpg', out_input / str(cls) / f'{image_id}.jpg', link)
         summary.class_counts[cls] += 1
     if not in_place:
-        (out / GT_DIR).mkdir(parents=True, exist_ok=True)
+        (out / MASK_DIR).mkdir(parents=True, exist_ok=True)
         for image_id in sorted(classes):
-            place_file(src / GT_DIR / mask_name(image_id), out / GT_DIR / mask_name(image_id), link)
+            place_file(src / MASK_DIR / mask_name(image_id), out / MASK_DIR / mask_name(image_id), link)
             summary.masks_placed += 1
     return summary
 
@@ -158,14 +157,14 @@ def format_summary(summary: Summary) -> str:
     names = {v: k for k, v in CLASSES.items()}
     rows = [(c, names[c], n) for c, n in sorted(summary.class_counts.items())]
     lines = [f'ISIC: {sum(summary.class_counts.values())} images sorted into '
-             f'{summary.out_dir / INPUT_DIR}/{{1,2,3}}', format_table(rows)]
+             f'{summary.out_dir / IMAGE_DIR}/{{1,2,3}}', format_table(rows)]
     if summary.class_counts != EXPECTED_COUNTS:
         lines.append('note: the full ISIC 2018 Task 1 training set gives '
                      + ' / '.join(str(n) for n in EXPECTED_COUNTS.values()))
     if summary.masks_placed:
-        lines.append(f'{summary.masks_placed} masks placed in {summary.out_dir / GT_DIR}')
+        lines.append(f'{summary.masks_placed} masks placed in {summary.out_dir / MASK_DIR}')
     else:
-        lines.append(f'masks left in place in {summary.out_dir / GT_DIR}')
+        lines.append(f'masks left in place in {summary.out_dir / MASK_DIR}')
     return '\n'.join(lines)
 
 
@@ -174,9 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog='tools/dataset_converters/isic.py',
         description='Sort ISIC 2018 Task 1 training images into the class folders 1/2/3 of IFA.')
     parser.add_argument('src_root', type=Path,
-                        help=f'folder holding {INPUT_DIR}/ and {GT_DIR}/ as extracted')
+                        help=f'folder holding {IMAGE_DIR}/ and {MASK_DIR}/ as extracted')
     parser.add_argument('data_root', type=Path, nargs='?',
-                        help='dataset root; output goes to DATA_ROOT/ISIC (default: in place, in SRC_ROOT)')
+                        help=f'dataset root; output goes to DATA_ROOT/{BASE_DIR} (default: in place, in SRC_ROOT)')
     parser.add_argument('--class-csv', type=Path, help='ID,Class csv (default: the copy shipped in the package)')
     parser.add_argument('--link', action='store_true', help='make relative symlinks instead of copies')
     parser.add_argument('--overwrite', action='store_true', help='empty the class folders first')

@@ -42,6 +42,7 @@ from torch.func import functional_call, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
+from ..utils.memory import keep_memory_format
 from .feature_split import FeatureSplit, backbone_blocks, owns
 
 Params = Dict[str, Tensor]  # parameter name -> per-episode weights [B, *shape]
@@ -439,7 +440,8 @@ class EpisodeAdapter:
         head = model.decode_head
 
         def suffix(x: Tensor, weights: Params) -> Tensor:
-            return vmap(lambda w, y: functional_call(split, _under_split(w), (y, )))(weights, x)
+            with keep_memory_format():  # vmap cannot convert its batched tensors to channels-last
+                return vmap(lambda w, y: functional_call(split, _under_split(w), (y, )))(weights, x)
 
         if self.steps:
             for value in params.values():
@@ -458,7 +460,7 @@ class EpisodeAdapter:
                     feat_s = feats[:, p:].transpose(0, 1)[:, :, None].expand(k, b, p, *feats.shape[2:]).flatten(0, 2)
                     logits = head(feat_q, feat_s, mask_rows.to(feat_s.dtype), query_mask=step_masks, size=size,
                                   training=True)
-                    losses = head.episode_losses(logits, step_masks, mask_rows, group, b)
+                    losses = head.loss(logits, step_masks, mask_rows, group, b)
                     torch.stack([loss.sum() for loss in losses.values()]).sum().backward()
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)

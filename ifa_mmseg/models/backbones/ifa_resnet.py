@@ -9,17 +9,7 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-MMAP_THRESHOLD = 32 * 2 ** 20  # glibc's largest dynamic M_MMAP_THRESHOLD (64-bit)
-
-
-def cpu_chunk_size(item_bytes: int) -> int:
-    """Items per chunk for CPU work whose tensors take ``item_bytes`` per item.
-
-    glibc serves allocations above :data:`MMAP_THRESHOLD` with a fresh mmap, so such
-    tensors page-fault on every use; smaller ones are reused from the heap. Chunks
-    of the returned size (at least 1) stay below it.
-    """
-    return max(1, MMAP_THRESHOLD // item_bytes)
+from ..utils.memory import channels_last, cpu_chunk_size
 
 
 def conv_bn(conv: nn.Module, norm: nn.Module, x: Tensor) -> Tensor:
@@ -141,13 +131,13 @@ class IFAResNet(ResNet):
 
         Channels-last (NHWC) is what oneDNN and cuDNN convolve without reordering. On
         CPU without autograd, the batch goes through in chunks whose largest activation
-        (the stem output) stays below :data:`MMAP_THRESHOLD` (at 400x400, one image per
-        chunk: 8 images take ~15% less time than in one batch). With autograd the batch
-        stays whole: the backward pass is faster on it. Under ``torch.func.vmap`` (per-episode
-        weights) the memory format is left as it comes: vmap cannot convert it.
+        (the stem output) stays below glibc's mmap threshold (:func:`cpu_chunk_size`; at 400x400,
+        one image per chunk: 8 images take ~15% less time than in one batch). With autograd the
+        batch stays whole: the backward pass is faster on it. Within
+        :func:`~ifa_mmseg.models.utils.memory.keep_memory_format` (the ``'vmap'`` adaptation engine)
+        the memory format is left as it comes: vmap cannot convert it.
         """
-        if not torch._C._functorch.is_batchedtensor(x):
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = channels_last(x)
         if x.device.type == 'cpu' and not torch.is_grad_enabled():
             chunk = cpu_chunk_size(self.stem_channels * -(-x.shape[2] // 2) * -(-x.shape[3] // 2) * x.element_size())
             if chunk < x.shape[0]:

@@ -7,7 +7,7 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from ..backbones.ifa_resnet import cpu_chunk_size
+from ..utils.memory import cpu_chunk_size
 from .prototypes import (SELF_SUPPORT_IMPLS, Tokens, masked_average_pooling, to_tokens, token_cosine_logits,
                          token_prototype, token_self_support, tokens_to_map)
 
@@ -28,12 +28,16 @@ def grouped_cross_entropy(logits: Tensor, target: Tensor, group: Tensor, num_gro
 
     Returns:
         [G] means; a group whose rows are all ignored gives 0. With one group this is
-        ``F.cross_entropy(logits, target, ignore_index=ignore_index)``.
+        ``F.cross_entropy(logits, target, ignore_index=ignore_index)`` (the same kernel).
     """
+    labelled = target != ignore_index
+    if num_groups == 1:  # one sum over every row: the fused kernel, ~1.5x faster on CPU than per-row sums
+        return (F.cross_entropy(logits, target, ignore_index=ignore_index, reduction='sum')
+                / labelled.count_nonzero().clamp(min=1))[None]
     pixel = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction='none').flatten(1).sum(1)
-    count = (target != ignore_index).flatten(1).sum(1).to(pixel.dtype)
-    zeros = pixel.new_zeros(num_groups)
-    return zeros.index_add(0, group, pixel) / zeros.index_add(0, group, count).clamp(min=1)
+    count = labelled.flatten(1).sum(1)  # integers: exact whatever the logits' dtype
+    return (pixel.new_zeros(num_groups).index_add(0, group, pixel)
+            / count.new_zeros(num_groups).index_add(0, group, count).clamp(min=1))
 
 
 @MODELS.register_module()
@@ -326,35 +330,32 @@ class IFAHead(BaseModule):
                                  align_corners=self.align_corners)
                 for k in self.output_keys if k in outs}
 
-    def loss(self, logits: Dict[str, Tensor], query_mask: Tensor, support_masks: Tensor) -> Dict[str, Tensor]:
-        """Weighted cross-entropy per output, one ``loss_<key>`` entry each.
+    def loss(self, logits: Dict[str, Tensor], query_mask: Tensor, support_masks: Tensor,
+             query_group: Optional[Tensor] = None, num_groups: int = 1) -> Dict[str, Tensor]:
+        """Weighted cross-entropy per output, one ``loss_<key>`` entry each (:func:`grouped_cross_entropy`).
+
+        Without ``query_group`` the episodes form one group (training); per-episode adaptation
+        puts each episode's pseudo-episodes in a group of their own.
 
         Args:
-            logits: output of :meth:`forward` in training.
+            logits: output of :meth:`forward` in training, for B episodes.
             query_mask: [B, H, W] query labels.
             support_masks: [K*B, H, W] shot-major support labels.
-        """
-        targets = dict(q=query_mask.long(), s=support_masks.long())
-        return {f'loss_{k}': w * F.cross_entropy(logits[k], targets[k[0]], ignore_index=self.ignore_index)
-                for k, w in self.loss_weights.items() if w != 0}
-
-    def episode_losses(self, logits: Dict[str, Tensor], query_mask: Tensor, support_masks: Tensor,
-                       query_group: Tensor, num_groups: int) -> Dict[str, Tensor]:
-        """:meth:`loss` for each of G independent groups of episodes (per-episode adaptation).
-
-        Args:
-            logits: output of :meth:`forward` in training, for E episodes.
-            query_mask: [E, H, W] query labels.
-            support_masks: [K*E, H, W] shot-major support labels.
-            query_group: [E] group of every episode; a support row has its episode's group.
+            query_group: [B] group of every episode, in ``0 .. num_groups - 1``; a support row has its
+                episode's group. ``None``: all in group 0.
             num_groups: G.
 
         Returns:
-            ``loss_<key>``: [G] weighted losses; entry g is :meth:`loss` of group g's episodes alone.
+            ``loss_<key>``: scalars without ``query_group``; else [G] losses, entry g that of group g's
+            episodes alone.
         """
+        grouped = query_group is not None
+        if not grouped:
+            query_group = query_mask.new_zeros(query_mask.shape[0], dtype=torch.long)
         shot = support_masks.shape[0] // query_mask.shape[0]
         groups = dict(q=query_group, s=query_group.repeat(shot))
         targets = dict(q=query_mask.long(), s=support_masks.long())
-        return {f'loss_{k}': w * grouped_cross_entropy(logits[k], targets[k[0]], groups[k[0]], num_groups,
-                                                       self.ignore_index)
-                for k, w in self.loss_weights.items() if w != 0}
+        losses = {f'loss_{k}': w * grouped_cross_entropy(logits[k], targets[k[0]], groups[k[0]], num_groups,
+                                                         self.ignore_index)
+                  for k, w in self.loss_weights.items() if w != 0}
+        return losses if grouped else {k: v[0] for k, v in losses.items()}
