@@ -9,6 +9,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList
 from torch import Tensor
 
+from ...structures import FewShotSampleList
 from ..adaptation import EpisodeAdapter, Params, adapted_features
 from ..utils.state_check import check_loaded_state
 
@@ -17,10 +18,13 @@ from ..utils.state_check import check_loaded_state
 class IFASegmentor(BaseSegmentor):
     """Few-shot segmentor for IFA/SSP-style prototype heads.
 
-    Each data sample is one episode: ``inputs`` holds the query images, and every
-    sample carries ``support_imgs`` [K, 3, H, W] and ``support_masks`` [K, H, W]
-    (normalised by :class:`FewShotSegDataPreProcessor`) and, for training, the
-    query mask in ``gt_sem_seg``.
+    Each data sample is one episode (:class:`~ifa_mmseg.structures.FewShotDataSample`):
+    ``inputs`` holds the query images, and every sample carries ``support_imgs``
+    [K, 3, H, W] and ``support_masks`` [K, H, W] (normalised by
+    :class:`FewShotSegDataPreProcessor`) and, for training, the query mask in
+    ``gt_sem_seg``. The model reads the batch tensors of the
+    :class:`~ifa_mmseg.structures.FewShotSampleList` that the data preprocessor gives; any
+    other list of samples is stacked once by the same constructor.
 
     Args:
         backbone: any mmseg/mmpretrain backbone config.
@@ -115,17 +119,18 @@ class IFASegmentor(BaseSegmentor):
             query_mask=query_mask, size=query.shape[-2:], training=self.training)
 
     @staticmethod
-    def _episode_tensors(inputs: Tensor, data_samples: SampleList) -> Tuple[Tensor, Tensor]:
-        if data_samples is None or not all(hasattr(s, 'support_imgs') for s in data_samples):
+    def _episodes(inputs: Tensor, data_samples: OptSampleList) -> Tuple[Tensor, Tensor, FewShotSampleList]:
+        """The batch's supports [B, K, 3, H, W] (in the dtype of ``inputs``), their masks [B, K, H, W], and
+        the batch (:meth:`FewShotSampleList.of`: the data preprocessor's as it is, any other list stacked)."""
+        if not data_samples:
             raise ValueError('IFASegmentor needs data samples carrying support_imgs and support_masks '
                              '(pack episodes with PackFewShotInputs and FewShotSegDataPreProcessor)')
-        supports = torch.stack([s.support_imgs for s in data_samples]).to(inputs.dtype)
-        masks = torch.stack([s.support_masks for s in data_samples])
-        return supports, masks
+        samples = FewShotSampleList.of(data_samples)
+        return samples.support_imgs.to(inputs.dtype), samples.support_masks, samples
 
     def loss(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
         """Weighted loss terms, one ``loss_<output>`` key each."""
-        supports, masks = self._episode_tensors(inputs, data_samples)
+        supports, masks, _ = self._episodes(inputs, data_samples)
         query_mask = torch.stack([s.gt_sem_seg.data[0] for s in data_samples])
         logits = self.forward_episode(inputs, supports, masks, query_mask)
         return self.decode_head.loss(logits, query_mask, masks.transpose(0, 1).flatten(0, 1))
@@ -138,8 +143,8 @@ class IFASegmentor(BaseSegmentor):
     def encode_decode(self, inputs: Tensor, data_samples: SampleList) -> Tensor:
         """[B, 2, H, W] prediction logits (refined if the head refines), after per-episode adaptation
         when ``test_cfg.episode_adaptation`` is set."""
-        supports, masks = self._episode_tensors(inputs, data_samples)
-        queries = self._pseudo_queries(data_samples)
+        supports, masks, samples = self._episodes(inputs, data_samples)
+        queries = self._pseudo_queries(samples)
         if queries is None:
             return self._prediction(self.forward_episode(inputs, supports, masks))
         feat_q, feat_s = self.episode_adapter.features(self, inputs, supports, masks, *queries)
@@ -147,27 +152,26 @@ class IFASegmentor(BaseSegmentor):
                                   size=inputs.shape[-2:], training=False)
         return self._prediction(logits)
 
-    def _pseudo_queries(self, data_samples: SampleList) -> Optional[Tuple[Optional[Tensor], Optional[Tensor]]]:
-        """The samples' pseudo-queries [B, V, 3, H, W] and masks [B, V, H, W] for per-episode adaptation
+    def _pseudo_queries(self, samples: FewShotSampleList) -> Optional[Tuple[Optional[Tensor], Optional[Tensor]]]:
+        """The batch's pseudo-queries [B, V, 3, H, W] and masks [B, V, H, W] for per-episode adaptation
         (``None, None`` when it takes no step), or ``None`` without per-episode adaptation.
 
         Raises:
             ValueError: the samples carry pseudo-queries but the model does not adapt, or
                 the other way round (the resolver sets both from ``adaptation_labels``).
         """
-        carried = [hasattr(s, 'adapt_imgs') for s in data_samples]
+        carried = samples.adapt_imgs is not None  # by every sample of the batch, or by none
         if self.episode_adapter is None:
-            if any(carried):
+            if carried:
                 raise ValueError('the episodes carry pseudo-queries (adapt_imgs) but model.test_cfg has no '
                                  "episode_adaptation: set adaptation_labels='episode' for both")
             return None
         if self.episode_adapter.num_queries == 0:  # no step: the checkpoint's weights, by the same route
             return None, None
-        if not all(carried):
+        if not carried:
             raise ValueError("model.test_cfg.episode_adaptation needs every episode's pseudo-queries (adapt_imgs, "
                              "adapt_masks): the test dataset's adapt_queries, set by adaptation_labels='episode'")
-        return (torch.stack([s.adapt_imgs for s in data_samples]),
-                torch.stack([s.adapt_masks for s in data_samples]))
+        return samples.adapt_imgs, samples.adapt_masks
 
     def _features(self, images: Tensor, params: Optional[Params]) -> Tensor:
         """[N, 3, H, W] -> [N, C, h, w] under the model's weights or one episode's (name -> [1, *shape])."""
@@ -222,7 +226,7 @@ class IFASegmentor(BaseSegmentor):
 
     def _forward(self, inputs: Tensor, data_samples: OptSampleList = None) -> Dict[str, Tensor]:
         """``tensor`` mode: the raw logits dict (training keys in train mode)."""
-        supports, masks = self._episode_tensors(inputs, data_samples)
+        supports, masks, _ = self._episodes(inputs, data_samples)
         query_mask = (torch.stack([s.gt_sem_seg.data[0] for s in data_samples])
                       if self.training else None)
         return self.forward_episode(inputs, supports, masks, query_mask)
