@@ -135,6 +135,16 @@ def test_preprocessor_moves_each_batch_tensor_once(monkeypatch):
     assert FewShotSampleList.of(batch['data_samples']) is batch['data_samples']
 
 
+def test_batched_normalisation_of_a_batch_tensor():
+    """The accelerator route takes the batch tensor as it is, and never normalises the caller's in place."""
+    preprocessor = MODELS.build(dict(type='FewShotSegDataPreProcessor'))
+    imgs = torch.randint(0, 256, (3, 2, 3, 8, 8), dtype=torch.uint8)
+    floats = imgs.float()
+    assert torch.equal(preprocessor._normalize_batched(imgs), preprocessor._normalize(imgs))
+    assert torch.equal(preprocessor._normalize_batched(floats), preprocessor._normalize(imgs))
+    assert torch.equal(floats, imgs.float())
+
+
 def test_mmengine_cast_data_keeps_a_consistent_batch():
     """mmengine's own preprocessor rebuilds the list with ``type(data)(samples)``: the constructor stacks them."""
     batch = fewshot_collate(items())

@@ -63,7 +63,7 @@ class FewShotSegDataPreProcessor(BaseDataPreprocessor):
         batch = imgs if isinstance(imgs, Tensor) else torch.stack(list(imgs))
         if self.bgr_to_rgb:
             batch = batch.flip(-3)
-        # a copy even from float32: never normalise the caller's batch tensor in place
+        # .to() would return a float32 batch tensor itself: copy it rather than normalise the caller's in place
         return batch.to(torch.float32, copy=batch is imgs).sub_(self.mean).div_(self.std)
 
     def cast_data(self, data: Any) -> Any:
