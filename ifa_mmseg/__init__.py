@@ -8,7 +8,7 @@ from . import compat
 
 HAS_MMCV_OPS = compat.install()
 
-from . import engine, evaluation, models, utils, visualization  # noqa: E402,F401
+from . import engine, evaluation, models, structures, utils, visualization  # noqa: E402,F401
 from . import datasets  # noqa: E402,F401
 from .utils.config_path import config_roots, get_config_path  # noqa: E402,F401
 

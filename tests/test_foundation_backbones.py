@@ -316,8 +316,7 @@ def test_per_episode_adaptation_of_the_last_block(root, converted_file):
     names = adapter.parameter_names(model)
     assert names and all(n.startswith(('backbone.layers.1.', 'backbone.ln1.')) for n in names)
     data = model.data_preprocessor(packed_episodes(3, 1, SIZE, seed=6))
-    supports = torch.stack([s.support_imgs for s in data['data_samples']])
-    masks = torch.stack([s.support_masks for s in data['data_samples']])
+    supports, masks = data['data_samples'].support_imgs, data['data_samples'].support_masks
     queries = supports.flip(-1).repeat(1, 4, 1, 1, 1)  # flipped supports as pseudo-queries
     query_masks = masks.flip(-1).repeat(1, 4, 1, 1)
 

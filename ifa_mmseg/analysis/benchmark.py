@@ -36,7 +36,6 @@ from mmengine.dataset import Compose
 from mmengine.registry import FUNCTIONS, init_default_scope
 from mmengine.structures import PixelData
 from mmseg.registry import MODELS, TRANSFORMS
-from mmseg.structures import SegDataSample
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
@@ -45,6 +44,7 @@ from ifa_mmseg.datasets.pseudo_query import draw_pseudo_queries, item_seed, reci
 from ifa_mmseg.engine.protocol import evaluated_dataset, resolve_config
 from ifa_mmseg.models.heads.ifa_head import IFA_LOSS_WEIGHTS
 from ifa_mmseg.models import convert_official
+from ifa_mmseg.structures import FewShotDataSample, FewShotSampleList
 from ..utils.official_recipe import imagenet_state_dict, make_episodes
 
 MODES = ('eval', 'source', 'ifa')
@@ -290,10 +290,10 @@ def build_ours(spec: dict) -> Tuple[nn.Module, Tuple[str, ...], Callable]:
     ep = benchmark_episodes(spec)
     samples = []
     for b in range(spec['batch']):
-        sample = SegDataSample(metainfo=dict(img_shape=(spec['size'], ) * 2, ori_shape=(spec['size'], ) * 2))
+        sample = FewShotDataSample(metainfo=dict(img_shape=(spec['size'], ) * 2, ori_shape=(spec['size'], ) * 2))
         sample.gt_sem_seg = PixelData(data=ep['query_mask'][b][None])
-        sample.support_imgs, sample.support_masks = ep['supports'][b], ep['support_masks'][b]
         samples.append(sample)
+    samples = FewShotSampleList(samples, support_imgs=ep['supports'], support_masks=ep['support_masks'])
 
     def forward() -> Dict[str, Tensor]:
         if spec['mode'] == 'eval':

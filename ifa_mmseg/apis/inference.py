@@ -19,7 +19,6 @@ from mmengine.runner import load_checkpoint
 from mmengine.utils import scandir
 from mmseg.apis import init_model as mmseg_init_model
 from mmseg.registry import MODELS, TRANSFORMS, VISUALIZERS
-from mmseg.structures import SegDataSample
 from torch import Tensor
 
 from ifa_mmseg.datasets.pseudo_query import draw_pseudo_queries, recipe_of, split_at_mask_loading
@@ -29,6 +28,7 @@ from ifa_mmseg.datasets.transforms.loading import MASK_RULE, binary_mask, open_i
 from ifa_mmseg.engine.protocol import evaluated_dataset, resolve_config
 from ifa_mmseg.models.adaptation import EpisodeAdapter, Params
 from ifa_mmseg.models.utils.state_check import naming_file
+from ifa_mmseg.structures import FewShotDataSample
 from ifa_mmseg.utils.errors import NonFiniteError
 from ifa_mmseg.visualization import FewShotLocalVisualizer
 
@@ -381,7 +381,7 @@ class FewShotInferencer(BaseInferencer):
     def preprocess(self, inputs: List[ImageInput], batch_size: int = 1, **kwargs) -> Iterator[dict]:
         """Check every query now; return an iterator of batches, decoded and resized as it is consumed.
 
-        A batch is ``dict(inputs=[uint8 [3, h, w]], data_samples=[SegDataSample], ori_imgs=[uint8
+        A batch is ``dict(inputs=[uint8 [3, h, w]], data_samples=[FewShotDataSample], ori_imgs=[uint8
         [H, W, 3]])``; each sample's metainfo has ``img_path`` (the query's name), ``ori_shape``
         and ``index`` (its position in ``inputs``).
         """
@@ -395,12 +395,12 @@ class FewShotInferencer(BaseInferencer):
             chunk = range(start, min(start + batch_size, len(inputs)))
             originals = [self._read_image(inputs[i], names[i]) for i in chunk]
             prepared = [self._prepare(img, names[i]) for img, i in zip(originals, chunk)]
-            yield dict(inputs=[image_tensor(r['img']) for r in prepared], ori_imgs=originals,
-                       data_samples=[SegDataSample(metainfo=dict(img_path=names[i], ori_shape=img.shape[:2], index=i))
-                                     for img, i in zip(originals, chunk)])
+            samples = [FewShotDataSample(metainfo=dict(img_path=names[i], ori_shape=img.shape[:2], index=i))
+                       for img, i in zip(originals, chunk)]
+            yield dict(inputs=[image_tensor(r['img']) for r in prepared], ori_imgs=originals, data_samples=samples)
 
     @torch.no_grad()
-    def forward(self, inputs: dict, supports: SupportSet = None, **kwargs) -> List[SegDataSample]:
+    def forward(self, inputs: dict, supports: SupportSet = None, **kwargs) -> List[FewShotDataSample]:
         """Predict one batch against the encoded support set.
 
         Returns:
@@ -422,7 +422,7 @@ class FewShotInferencer(BaseInferencer):
             sample.set_metainfo(dict(support_paths=supports.names, support_ori_shapes=supports.ori_shapes))
         return samples
 
-    def visualize(self, inputs: List[ImageInput], preds: List[SegDataSample], return_vis: bool = False,
+    def visualize(self, inputs: List[ImageInput], preds: List[FewShotDataSample], return_vis: bool = False,
                   show: bool = False, wait_time: float = 0, img_out_dir: str = '', opacity: Optional[float] = None,
                   title: Optional[str] = None) -> Optional[List[np.ndarray]]:
         """Episode pictures (supports with masks | query | query with prediction) by the visualizer.
@@ -444,7 +444,7 @@ class FewShotInferencer(BaseInferencer):
                 pictures.append(panel)
         return pictures if return_vis else None
 
-    def postprocess(self, preds: List[SegDataSample], visualization: Optional[List[np.ndarray]] = None,
+    def postprocess(self, preds: List[FewShotDataSample], visualization: Optional[List[np.ndarray]] = None,
                     return_datasample: bool = False, pred_out_dir: str = '', return_prob: bool = False) -> dict:
         """``dict(predictions, visualization)``: the samples, or per query ``dict(name, mask[, prob])``.
 
@@ -481,7 +481,7 @@ class FewShotInferencer(BaseInferencer):
             inputs: query image(s): paths, a folder, uint8 RGB arrays.
             support_images, support_masks: the support set, encoded once for all queries;
                 or ``supports``, one already encoded by :meth:`load_supports`.
-            return_datasamples: return the :class:`SegDataSample` of each query.
+            return_datasamples: return the :class:`FewShotDataSample` of each query.
             batch_size: queries per forward pass.
             return_vis, show, wait_time: return, show the episode pictures.
             out_dir: write pictures to ``out_dir/vis`` and masks to ``out_dir/pred``

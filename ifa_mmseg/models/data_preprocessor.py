@@ -1,10 +1,12 @@
 """Normalises and batches episodes: query images plus the supports in each sample."""
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 from mmengine.model import BaseDataPreprocessor
 from mmseg.registry import MODELS
 from torch import Tensor
+
+from ..structures import IMAGE_FIELDS, FewShotSampleList
 
 
 @MODELS.register_module()
@@ -12,17 +14,20 @@ class FewShotSegDataPreProcessor(BaseDataPreprocessor):
     """Stack and normalise query images and support images alike.
 
     Inputs are the packed query images ([3, H, W] each, all of one size as the
-    episode pipelines resize to a fixed size); every data sample carries
-    ``support_imgs`` [K, 3, H, W] and ``support_masks`` [K, H, W]. After this
-    step ``inputs`` is a float [B, 3, H, W] batch and each sample's
-    ``support_imgs`` holds the normalised float supports (and ``adapt_imgs``, the
-    pseudo-queries of per-episode adaptation, when the samples carry them).
+    episode pipelines resize to a fixed size, or the [B, 3, H, W] batch of
+    ``fewshot_collate``); the data samples carry ``support_imgs`` [K, 3, H, W] and
+    ``support_masks`` [K, H, W] (:class:`~ifa_mmseg.structures.FewShotDataSample`). After
+    this step ``inputs`` is a float [B, 3, H, W] batch and ``data_samples`` a
+    :class:`~ifa_mmseg.structures.FewShotSampleList` whose ``support_imgs`` (and
+    ``adapt_imgs``, the pseudo-queries of per-episode adaptation, when the samples carry
+    them) are the normalised float batch, each sample holding its row.
 
     Images travel to the model's device as they come (uint8 from the loading
-    pipelines: a quarter of the float32 bytes) and are cast and normalised there.
-    On CPU each image is normalised into its slot of the batch; on an accelerator
-    the uint8 images are stacked and normalised in a few batch-wide kernels
-    (:meth:`_normalize_batched`), with the same values.
+    pipelines: a quarter of the float32 bytes) and are cast and normalised there:
+    the batch tensors of a ``FewShotSampleList`` (``fewshot_collate``) move once each,
+    the samples of a plain list (``pseudo_collate``) one by one and are stacked on the
+    device. On CPU each image is normalised into its slot of the batch; on an accelerator
+    in a few batch-wide kernels (:meth:`_normalize_batched`), with the same values.
 
     Args:
         mean, std: per-channel statistics in the 0-255 scale.
@@ -39,8 +44,8 @@ class FewShotSegDataPreProcessor(BaseDataPreprocessor):
         self.register_buffer('std', torch.tensor(std).view(-1, 1, 1), False)
         self.bgr_to_rgb = bgr_to_rgb
 
-    def _normalize(self, imgs: Sequence[Tensor]) -> Tensor:
-        """Images [..., 3, H, W] (uint8 or float, one shape) -> one normalised float32 batch.
+    def _normalize(self, imgs: Union[Tensor, Sequence[Tensor]]) -> Tensor:
+        """Images [..., 3, H, W] (uint8 or float, one shape; a batch tensor or a list) -> one normalised float32 batch.
 
         Each image is cast into its slot of the preallocated batch and normalised there in
         place: the values of ``(x.float() - mean) / std`` without batch-sized temporaries.
@@ -52,20 +57,24 @@ class FewShotSegDataPreProcessor(BaseDataPreprocessor):
             dst.copy_(img.flip(-3) if self.bgr_to_rgb else img).sub_(self.mean).div_(self.std)
         return out
 
-    def _normalize_batched(self, imgs: Sequence[Tensor]) -> Tensor:
-        """:meth:`_normalize` as a few batch-wide kernels (stack, cast, subtract, divide), for accelerators."""
-        batch = torch.stack(list(imgs))
+    def _normalize_batched(self, imgs: Union[Tensor, Sequence[Tensor]]) -> Tensor:
+        """:meth:`_normalize` as a few batch-wide kernels (cast, subtract, divide; a list stacked first),
+        for accelerators."""
+        batch = imgs if isinstance(imgs, Tensor) else torch.stack(list(imgs))
         if self.bgr_to_rgb:
             batch = batch.flip(-3)
-        return batch.to(torch.float32).sub_(self.mean).div_(self.std)
+        # .to() would return a float32 batch tensor itself: copy it rather than normalise the caller's in place
+        return batch.to(torch.float32, copy=batch is imgs).sub_(self.mean).div_(self.std)
+
+    def cast_data(self, data: Any) -> Any:
+        """mmengine's ``cast_data``, but a :class:`FewShotSampleList` moves its batch tensors once each."""
+        if isinstance(data, FewShotSampleList):
+            return data.to(self.device, non_blocking=self._non_blocking)
+        return super().cast_data(data)
 
     def forward(self, data: Dict[str, Any], training: bool = False) -> Dict[str, Any]:
         data = self.cast_data(data)
-        samples = data['data_samples']
-        supports = self._normalize([s.support_imgs for s in samples])
-        for sample, sup in zip(samples, supports):
-            sample.support_imgs = sup
-        if all('adapt_imgs' in s for s in samples):  # pseudo-queries of per-episode adaptation
-            for sample, imgs in zip(samples, self._normalize([s.adapt_imgs for s in samples])):
-                sample.adapt_imgs = imgs
-        return dict(inputs=self._normalize(data['inputs']), data_samples=samples)
+        samples = FewShotSampleList.of(data['data_samples'])  # a plain list is stacked here, on the device
+        normalised = {field: self._normalize(samples.batch[field]) for field in IMAGE_FIELDS if field in samples.batch}
+        return dict(inputs=self._normalize(data['inputs']),
+                    data_samples=FewShotSampleList(samples, **{**samples.batch, **normalised}))

@@ -3,7 +3,8 @@ from typing import Dict, List
 
 import torch
 from mmengine.structures import PixelData
-from mmseg.structures import SegDataSample
+
+from ifa_mmseg.structures import FewShotDataSample
 
 from .official_recipe import make_episodes
 
@@ -16,8 +17,8 @@ def pack(ep: Dict[str, torch.Tensor]) -> Dict[str, List]:
     """Episodes from :func:`make_episodes` as ``dict(inputs, data_samples)``."""
     inputs, samples = [], []
     for b in range(ep['query'].shape[0]):
-        s = SegDataSample(metainfo=dict(img_shape=tuple(ep['query'].shape[-2:]),
-                                        ori_shape=tuple(ep['query'].shape[-2:]), episode=b))
+        s = FewShotDataSample(metainfo=dict(img_shape=tuple(ep['query'].shape[-2:]),
+                                            ori_shape=tuple(ep['query'].shape[-2:]), episode=b))
         s.gt_sem_seg = PixelData(data=ep['query_mask'][b][None])
         s.support_imgs = to_uint8(ep['supports'][b])
         s.support_masks = ep['support_masks'][b].to(torch.uint8)

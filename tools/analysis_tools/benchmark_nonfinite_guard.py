@@ -30,10 +30,10 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmseg.registry import MODELS
-from mmseg.structures import SegDataSample
 
 from ifa_mmseg.engine.hooks import NonFiniteCheckHook
 from ifa_mmseg.evaluation import FewShotIoUMetric
+from ifa_mmseg.structures import FewShotDataSample, FewShotSampleList
 from ifa_mmseg.utils.official_recipe import make_episodes
 
 
@@ -61,11 +61,11 @@ def episode_batch(batch: int, size: int) -> Dict[str, object]:
     ep = make_episodes(batch, 1, size, seed=1)
     samples = []
     for b in range(batch):
-        sample = SegDataSample(metainfo=dict(episode=b, class_id=0))
+        sample = FewShotDataSample(metainfo=dict(episode=b, class_id=0))
         sample.gt_sem_seg = PixelData(data=ep['query_mask'][b][None])
-        sample.support_imgs, sample.support_masks = ep['supports'][b], ep['support_masks'][b].long()
         samples.append(sample)
-    return dict(inputs=ep['query'], data_samples=samples)
+    return dict(inputs=ep['query'], data_samples=FewShotSampleList(
+        samples, support_imgs=ep['supports'], support_masks=ep['support_masks'].long()))
 
 
 def main() -> None:

@@ -6,7 +6,8 @@ import torch
 from mmcv.transforms import BaseTransform
 from mmengine.structures import PixelData
 from mmseg.registry import TRANSFORMS
-from mmseg.structures import SegDataSample
+
+from ...structures import FewShotDataSample
 
 
 def image_tensor(img: np.ndarray) -> torch.Tensor:
@@ -19,13 +20,13 @@ class PackFewShotInputs(BaseTransform):
     """Pack ``dict(query=results, supports=[results, ...])`` for :class:`IFASegmentor`.
 
     Returns ``dict(inputs, data_samples)``: ``inputs`` is the query image (uint8 [3, H, W]
-    in the loaded channel order); the :class:`SegDataSample` holds ``gt_sem_seg`` (the
-    query mask, long [1, H, W], when the query has one), ``support_imgs`` (uint8
-    [K, 3, H, W]) and ``support_masks`` (uint8 [K, H, W]). Its metainfo has the query's
+    in the loaded channel order); the :class:`~ifa_mmseg.structures.FewShotDataSample` holds
+    ``gt_sem_seg`` (the query mask, long [1, H, W], when the query has one), ``support_imgs``
+    (uint8 [K, 3, H, W]) and ``support_masks`` (uint8 [K, H, W]). Its metainfo has the query's
     ``meta_keys`` (those present) plus ``support_paths`` and ``support_seg_map_paths``.
-    An episode with ``pseudo_queries`` (N results, per-episode adaptation) and
+    An episode with ``pseudo_queries`` (V results, per-episode adaptation) and
     ``pseudo_sources`` (the support each copies) also gives ``adapt_imgs`` (uint8
-    [N, 3, H, W]) and ``adapt_masks`` (uint8 [N, H, W]), and metainfo ``pseudo_query_sources``.
+    [V, 3, H, W]) and ``adapt_masks`` (uint8 [V, H, W]), and metainfo ``pseudo_query_sources``.
     ``FewShotSegDataPreProcessor`` normalises query, supports and pseudo-queries alike.
 
     Args:
@@ -42,7 +43,7 @@ class PackFewShotInputs(BaseTransform):
         query, supports = results['query'], results['supports']
         pseudo = results.get('pseudo_queries', [])
         self._check_shapes(query, [*supports, *pseudo])
-        sample = SegDataSample()
+        sample = FewShotDataSample()
         if 'gt_seg_map' in query:
             sample.gt_sem_seg = PixelData(data=torch.from_numpy(query['gt_seg_map'][None].astype(np.int64)))
         sample.support_imgs = torch.stack([image_tensor(s['img']) for s in supports])

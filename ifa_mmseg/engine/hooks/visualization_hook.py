@@ -9,8 +9,8 @@ from mmengine.dist import all_gather_object, get_world_size, is_main_process
 from mmengine.fileio import join_path
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
-from mmseg.structures import SegDataSample
 
+from ifa_mmseg.structures import FewShotDataSample
 from ifa_mmseg.visualization import FewShotLocalVisualizer, episode_iou
 
 RULES = ('first', 'worst')
@@ -82,7 +82,7 @@ class FewShotVisualizationHook(Hook):
         root = self.show_dir if osp.isabs(self.show_dir) else join_path(runner.log_dir, self.show_dir)
         return root if seed is None else join_path(root, f'seed{seed}')
 
-    def _draw(self, runner, query: torch.Tensor, sample: SegDataSample, seed) -> None:
+    def _draw(self, runner, query: torch.Tensor, sample: FewShotDataSample, seed) -> None:
         episode = sample.metainfo.get('episode', 0)
         out_dir = self._out_dir(runner, seed)
         name = f'episode_{episode:05d}' if seed is None else f'seed{seed}_episode_{episode:05d}'
@@ -92,9 +92,9 @@ class FewShotVisualizationHook(Hook):
             step=runner.iter, opacity=self.opacity)
 
     @staticmethod
-    def _episode_sample(raw: SegDataSample, out: SegDataSample) -> SegDataSample:
+    def _episode_sample(raw: FewShotDataSample, out: FewShotDataSample) -> FewShotDataSample:
         """What a picture needs: the loader's uint8 supports, ground truth, prediction, metainfo (on the CPU)."""
-        sample = SegDataSample(metainfo=out.metainfo)
+        sample = FewShotDataSample(metainfo=out.metainfo)
         sample.support_imgs = raw.support_imgs.cpu()
         sample.support_masks = raw.support_masks.cpu()
         if 'gt_sem_seg' in out:

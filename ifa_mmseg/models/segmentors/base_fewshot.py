@@ -7,6 +7,7 @@ from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.utils import OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
 
+from ...structures import FewShotSampleList
 from ..adaptation import EpisodeAdapter
 from ..utils.state_check import check_loaded_state
 
@@ -14,9 +15,12 @@ from ..utils.state_check import check_loaded_state
 class FewShotSegmentor(BaseSegmentor):
     """Base of the few-shot segmentors (:class:`IFASegmentor`, :class:`HypercorrSegmentor`).
 
-    Each data sample is one episode: ``inputs`` holds the query images, and every sample carries
-    ``support_imgs`` [K, 3, H, W] and ``support_masks`` [K, H, W] (normalised by
-    :class:`FewShotSegDataPreProcessor`) and, for training, the query mask in ``gt_sem_seg``.
+    Each data sample is one episode (:class:`~ifa_mmseg.structures.FewShotDataSample`): ``inputs``
+    holds the query images, and every sample carries ``support_imgs`` [K, 3, H, W] and
+    ``support_masks`` [K, H, W] (normalised by :class:`FewShotSegDataPreProcessor`) and, for
+    training, the query mask in ``gt_sem_seg``. The models read the batch tensors of the
+    :class:`~ifa_mmseg.structures.FewShotSampleList` that the data preprocessor gives; any other
+    list of samples is stacked once by the same constructor (:meth:`_episode_tensors`).
 
     Args:
         strict_load: refuse a checkpoint that lacks any of the model's weights and buffers or has
@@ -48,41 +52,41 @@ class FewShotSegmentor(BaseSegmentor):
         """Raise ``ValueError`` if this model cannot adapt with ``adapter`` (e.g. unknown parameter names)."""
         adapter.parameter_names(self)
 
-    def _episode_tensors(self, inputs: Tensor, data_samples: SampleList) -> Tuple[Tensor, Tensor]:
-        """The samples' supports [B, K, 3, H, W] (in the dtype of ``inputs``) and support masks [B, K, H, W]."""
-        if data_samples is None or not all(hasattr(s, 'support_imgs') for s in data_samples):
+    def _episode_tensors(self, inputs: Tensor,
+                         data_samples: SampleList) -> Tuple[Tensor, Tensor, FewShotSampleList]:
+        """The batch's supports [B, K, 3, H, W] (in the dtype of ``inputs``), their masks [B, K, H, W], and the
+        batch (:meth:`FewShotSampleList.of`: the data preprocessor's as it is, any other list stacked once)."""
+        if not data_samples:
             raise ValueError(f'{type(self).__name__} needs data samples carrying support_imgs and support_masks '
                              '(pack episodes with PackFewShotInputs and FewShotSegDataPreProcessor)')
-        supports = torch.stack([s.support_imgs for s in data_samples]).to(inputs.dtype)
-        masks = torch.stack([s.support_masks for s in data_samples])
-        return supports, masks
+        batch = FewShotSampleList.of(data_samples)
+        return batch.support_imgs.to(inputs.dtype), batch.support_masks, batch
 
     @staticmethod
     def _query_masks(data_samples: SampleList) -> Tensor:
         """[B, H, W] query labels (``gt_sem_seg``)."""
         return torch.stack([s.gt_sem_seg.data[0] for s in data_samples])
 
-    def _pseudo_queries(self, data_samples: SampleList) -> Optional[Tuple[Optional[Tensor], Optional[Tensor]]]:
-        """The samples' pseudo-queries [B, V, 3, H, W] and masks [B, V, H, W] for per-episode adaptation
+    def _pseudo_queries(self, batch: FewShotSampleList) -> Optional[Tuple[Optional[Tensor], Optional[Tensor]]]:
+        """The batch's pseudo-queries [B, V, 3, H, W] and masks [B, V, H, W] for per-episode adaptation
         (``None, None`` when it takes no step), or ``None`` without per-episode adaptation.
 
         Raises:
             ValueError: the samples carry pseudo-queries but the model does not adapt, or
                 the other way round (the resolver sets both from ``adaptation_labels``).
         """
-        carried = [hasattr(s, 'adapt_imgs') for s in data_samples]
+        carried = batch.adapt_imgs is not None  # by every sample of the batch, or by none
         if self.episode_adapter is None:
-            if any(carried):
+            if carried:
                 raise ValueError('the episodes carry pseudo-queries (adapt_imgs) but model.test_cfg has no '
                                  "episode_adaptation: set adaptation_labels='episode' for both")
             return None
         if self.episode_adapter.num_queries == 0:  # no step: the checkpoint's weights, by the same route
             return None, None
-        if not all(carried):
+        if not carried:
             raise ValueError("model.test_cfg.episode_adaptation needs every episode's pseudo-queries (adapt_imgs, "
                              "adapt_masks): the test dataset's adapt_queries, set by adaptation_labels='episode'")
-        return (torch.stack([s.adapt_imgs for s in data_samples]),
-                torch.stack([s.adapt_masks for s in data_samples]))
+        return batch.adapt_imgs, batch.adapt_masks
 
     def aug_test(self, inputs: Tensor, data_samples: SampleList) -> List:
         raise NotImplementedError('test-time augmentation is not part of the few-shot protocols')

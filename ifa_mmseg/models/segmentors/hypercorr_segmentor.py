@@ -158,8 +158,8 @@ class HypercorrSegmentor(FewShotSegmentor):
     def _episode_logits(self, inputs: Tensor, data_samples: SampleList) -> Tensor:
         """[B, K, 2, h, w] logits of every shot, after per-episode adaptation when ``test_cfg.episode_adaptation``
         is set."""
-        supports, masks = self._episode_tensors(inputs, data_samples)
-        queries = self._pseudo_queries(data_samples)
+        supports, masks, batch = self._episode_tensors(inputs, data_samples)
+        queries = self._pseudo_queries(batch)
         if queries is None:
             return self.forward_episode(inputs, supports, masks)
         return self.adapted_episode_logits(inputs, supports, masks, *queries)
@@ -170,7 +170,7 @@ class HypercorrSegmentor(FewShotSegmentor):
 
     def loss(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
         """The head's loss terms, one ``loss_<name>`` key each."""
-        supports, masks = self._episode_tensors(inputs, data_samples)
+        supports, masks, _ = self._episode_tensors(inputs, data_samples)
         logits = self._upsample(self.forward_episode(inputs, supports, masks), inputs.shape[-2:])
         return self.decode_head.loss(logits, self._query_masks(data_samples))
 

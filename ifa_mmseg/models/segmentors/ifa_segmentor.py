@@ -96,7 +96,7 @@ class IFASegmentor(FewShotSegmentor):
 
     def loss(self, inputs: Tensor, data_samples: SampleList) -> Dict[str, Tensor]:
         """Weighted loss terms, one ``loss_<output>`` key each."""
-        supports, masks = self._episode_tensors(inputs, data_samples)
+        supports, masks, _ = self._episode_tensors(inputs, data_samples)
         query_mask = self._query_masks(data_samples)
         logits = self.forward_episode(inputs, supports, masks, query_mask)
         return self.decode_head.loss(logits, query_mask, masks.transpose(0, 1).flatten(0, 1))
@@ -109,8 +109,8 @@ class IFASegmentor(FewShotSegmentor):
     def encode_decode(self, inputs: Tensor, data_samples: SampleList) -> Tensor:
         """[B, 2, H, W] prediction logits (refined if the head refines), after per-episode adaptation
         when ``test_cfg.episode_adaptation`` is set."""
-        supports, masks = self._episode_tensors(inputs, data_samples)
-        queries = self._pseudo_queries(data_samples)
+        supports, masks, batch = self._episode_tensors(inputs, data_samples)
+        queries = self._pseudo_queries(batch)
         if queries is None:
             return self._prediction(self.forward_episode(inputs, supports, masks))
         feat_q, feat_s = self.episode_adapter.features(self, inputs, supports, masks, *queries)
@@ -171,6 +171,6 @@ class IFASegmentor(FewShotSegmentor):
 
     def _forward(self, inputs: Tensor, data_samples: OptSampleList = None) -> Dict[str, Tensor]:
         """``tensor`` mode: the raw logits dict (training keys in train mode)."""
-        supports, masks = self._episode_tensors(inputs, data_samples)
+        supports, masks, _ = self._episode_tensors(inputs, data_samples)
         query_mask = self._query_masks(data_samples) if self.training else None
         return self.forward_episode(inputs, supports, masks, query_mask)
