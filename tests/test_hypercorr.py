@@ -88,7 +88,8 @@ def test_resize_to_original_upsamples_the_head_output(hsnet):
     try:
         with torch.no_grad():
             sample = hsnet(**data, mode='predict')[0]
-            low = hsnet.forward_episode(data['inputs'], *hsnet._episode_tensors(data['inputs'], data['data_samples']))
+            supports, masks, _ = hsnet._episode_tensors(data['inputs'], data['data_samples'])
+            low = hsnet.forward_episode(data['inputs'], supports, masks)
     finally:
         hsnet.test_cfg = dict(resize_to_original=False)
     assert sample.seg_logits.data.shape == (2, 50, 70) and sample.pred_sem_seg.data.shape == (1, 50, 70)
