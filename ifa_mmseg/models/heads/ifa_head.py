@@ -27,11 +27,11 @@ def grouped_cross_entropy(logits: Tensor, target: Tensor, group: Tensor, num_gro
         ignore_index: label of pixels that count nowhere.
 
     Returns:
-        [G] means; a group whose rows are all ignored gives 0. With one group this is
-        ``F.cross_entropy(logits, target, ignore_index=ignore_index)`` (the same kernel).
+        [G] means; a group whose rows are all ignored gives 0. With one group (training) this is
+        ``F.cross_entropy(logits, target, ignore_index=ignore_index)``, by the same kernel.
     """
     labelled = target != ignore_index
-    if num_groups == 1:  # one sum over every row: the fused kernel, ~1.5x faster on CPU than per-row sums
+    if num_groups == 1:  # one sum over all rows: the fused kernel, ~1.5x faster on CPU than per-row sums
         return (F.cross_entropy(logits, target, ignore_index=ignore_index, reduction='sum')
                 / labelled.count_nonzero().clamp(min=1))[None]
     pixel = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction='none').flatten(1).sum(1)
