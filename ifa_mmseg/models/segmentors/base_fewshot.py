@@ -4,7 +4,8 @@ from typing import List, Optional, Tuple
 
 import torch
 from mmseg.models.segmentors.base import BaseSegmentor
-from mmseg.utils import OptConfigType, OptMultiConfig, SampleList
+from mmseg.registry import MODELS
+from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
 
 from ...structures import FewShotSampleList
@@ -23,6 +24,11 @@ class FewShotSegmentor(BaseSegmentor):
     list of samples is stacked once by the same constructor (:meth:`_episode_tensors`).
 
     Args:
+        backbone, decode_head: the backbone and the head, built here.
+        train_cfg, test_cfg: kept as given (``test_cfg.episode_adaptation`` is read by
+            :meth:`set_episode_adaptation`, which subclasses call once built).
+        pretrained: backbone checkpoint, as mmseg segmentors take it (it becomes the
+            backbone's ``init_cfg``); ``mmseg.apis.init_model`` passes ``None``.
         strict_load: refuse a checkpoint that lacks any of the model's weights and buffers or has
             keys that fit none (every loader: ``load_from``, ``init_model``, the inferencer);
             ``False`` loads what fits. Non-finite values are refused either way
@@ -30,12 +36,23 @@ class FewShotSegmentor(BaseSegmentor):
     """
 
     def __init__(self,
+                 backbone: ConfigType,
+                 decode_head: ConfigType,
+                 train_cfg: OptConfigType = None,
+                 test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
+                 pretrained: Optional[str] = None,
                  init_cfg: OptMultiConfig = None,
                  strict_load: bool = True) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.strict_load = strict_load
         self.register_load_state_dict_post_hook(check_loaded_state)
+        if pretrained is not None:
+            backbone = dict(backbone, init_cfg=dict(type='Pretrained', checkpoint=pretrained))
+        self.backbone = MODELS.build(backbone)
+        self.decode_head = MODELS.build(decode_head)
+        self.train_cfg = train_cfg
+        self.test_cfg = dict(test_cfg or {})
 
     def set_episode_adaptation(self, settings: Optional[dict]) -> None:
         """Adapt a copy of the weights per test episode with these settings (``test_cfg.episode_adaptation``),

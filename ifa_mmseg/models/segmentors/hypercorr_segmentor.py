@@ -49,18 +49,13 @@ class HypercorrSegmentor(FewShotSegmentor):
                  pretrained: Optional[str] = None,
                  init_cfg: OptMultiConfig = None,
                  strict_load: bool = True) -> None:
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg, strict_load=strict_load)
-        if pretrained is not None:
-            backbone = dict(backbone, init_cfg=dict(type='Pretrained', checkpoint=pretrained))
-        self.backbone = MODELS.build(backbone)
-        self.decode_head = MODELS.build(decode_head)
+        super().__init__(backbone, decode_head, train_cfg, test_cfg, data_preprocessor, pretrained, init_cfg,
+                         strict_load)
         maps = getattr(self.backbone, 'num_blocks', None)  # other backbones are checked when they run
         if maps is not None and tuple(maps) != self.decode_head.num_blocks:
             raise ValueError(f'the backbone returns {tuple(maps)} maps per layer group but the head correlates '
                              f'num_blocks={self.decode_head.num_blocks}: make backbone.out_indices and '
                              'decode_head.num_blocks agree')
-        self.train_cfg = train_cfg
-        self.test_cfg = dict(test_cfg or {})
         self.set_episode_adaptation(self.test_cfg.get('episode_adaptation'))
 
     def check_episode_adapter(self, adapter: EpisodeAdapter) -> None:

@@ -46,16 +46,11 @@ class IFASegmentor(FewShotSegmentor):
                  pretrained: Optional[str] = None,
                  init_cfg: OptMultiConfig = None,
                  strict_load: bool = True) -> None:
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg, strict_load=strict_load)
-        if pretrained is not None:
-            backbone = dict(backbone, init_cfg=dict(type='Pretrained', checkpoint=pretrained))
-        self.backbone = MODELS.build(backbone)
+        super().__init__(backbone, decode_head, train_cfg, test_cfg, data_preprocessor, pretrained, init_cfg,
+                         strict_load)
         if neck is not None:
             self.neck = MODELS.build(neck)
-        self.decode_head = MODELS.build(decode_head)
         self.in_index = in_index
-        self.train_cfg = train_cfg
-        self.test_cfg = dict(test_cfg or {})
         self.set_episode_adaptation(self.test_cfg.get('episode_adaptation'))
 
     def extract_feat(self, inputs: Tensor) -> Tensor:
