@@ -31,6 +31,8 @@ myst_heading_anchors = 4  # GitHub-style anchors for the headings of levels 1-4,
 # stub page (docname under docs/en) -> the file it includes (relative to the repository root)
 MIRRORS = {
     'model_zoo': 'configs/ifa/README.md',
+    'model_zoo_hsnet': 'configs/hsnet/README.md',
+    'model_zoo_patnet': 'configs/patnet/README.md',
     'differences': 'docs/differences.md',
     'appendix/benchmark_notes': 'docs/benchmarks.md',
     'appendix/demo_runs': 'docs/demo.md',
